@@ -1,0 +1,545 @@
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from ecr_mirror.manifest import (
+    Defaults,
+    FieldError,
+    Manifest,
+    ManifestError,
+    UpstreamKind,
+    load_manifest,
+    load_manifests,
+)
+from ecr_mirror.refs import parse_image
+
+DIGEST = "sha256:" + "0123456789abcdef" * 4
+
+FULL = f"""\
+name: platform-base
+description: Base images for the platform team
+schedule: "0 */6 * * *"
+owner: platform
+target:
+  region: eu-west-1
+  registry_id: "012345678901"
+  aws_conn_id: aws_mirror
+defaults:
+  retries: 5
+  concurrency: 16
+rules:
+  - prefix: docker-hub
+    upstream: docker-hub
+    credential_secret: ecr-pullthroughcache/docker-hub
+    template:
+      tag_mutability: MUTABLE
+      encryption_type: KMS
+      kms_key: arn:aws:kms:eu-west-1:012345678901:key/abc
+      resource_tags: {{team: platform}}
+  - prefix: quay
+    upstream: quay
+  - prefix: ghcr
+    upstream: github-container-registry
+    credential_secret: ecr-pullthroughcache/ghcr
+    manage: false
+  - prefix: acr
+    upstream: azure-container-registry
+    upstream_url: MyReg.azurecr.io
+    credential_secret: ecr-pullthroughcache/acr
+  - prefix: shared
+    upstream: ecr
+    upstream_url: 111122223333.dkr.ecr.us-east-1.amazonaws.com
+    upstream_repository_prefix: team-a
+    custom_role_arn: arn:aws:iam::012345678901:role/ecr-ptc
+images:
+  - image: docker.io/library/nginx
+    tags: ["1.27", "1.27-alpine"]
+  - image: bitnami/redis
+    tags:
+      exact: ["7.2"]
+  - image: quay.io/prometheus/prometheus
+    tags: [v2.53.0]
+  - image: ghcr.io/org/app:1.0@{DIGEST}
+  - image: myreg.azurecr.io/team/app
+    tags: [latest]
+  - image: 111122223333.dkr.ecr.us-east-1.amazonaws.com/team-a/svc
+    tags: ["3"]
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "demo.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_full_manifest(tmp_path):
+    manifest = load_manifest(write(tmp_path, FULL))
+    assert manifest.dag_id == "ecr_mirror__platform_base"
+    assert manifest.target.registry_id == "012345678901"
+    assert manifest.defaults == Defaults(retries=5, concurrency=16)
+    assert [rule.url for rule in manifest.rules] == [
+        "registry-1.docker.io",
+        "quay.io",
+        "ghcr.io",
+        "myreg.azurecr.io",
+        "111122223333.dkr.ecr.us-east-1.amazonaws.com",
+    ]
+    assert manifest.rules[0].template is not None
+    assert manifest.rules[0].template.resource_tags == {"team": "platform"}
+    assert manifest.rules[2].manage is False
+    assert manifest.images[2].tags is not None
+    assert manifest.images[2].tags.exact == ["v2.53.0"]
+    caches = [manifest.cache_repository(spec.ref) for spec in manifest.images]
+    assert caches == [
+        "docker-hub/library/nginx",
+        "docker-hub/bitnami/redis",
+        "quay/prometheus/prometheus",
+        "ghcr/org/app",
+        "acr/team/app",
+        "shared/svc",
+    ]
+    assert manifest.rule_for(manifest.images[4].ref).upstream is UpstreamKind.AZURE
+
+
+def test_rule_for_picks_the_most_specific_ecr_upstream_prefix(tmp_path):
+    text = FULL.replace(
+        "  - prefix: shared\n",
+        "  - prefix: everything\n"
+        "    upstream: ecr\n"
+        "    upstream_url: 111122223333.dkr.ecr.us-east-1.amazonaws.com\n"
+        "  - prefix: shared\n",
+    )
+    manifest = load_manifest(write(tmp_path, text))
+    host = "111122223333.dkr.ecr.us-east-1.amazonaws.com"
+    assert manifest.cache_repository(parse_image(f"{host}/team-a/svc")) == "shared/svc"
+    assert manifest.cache_repository(parse_image(f"{host}/team-b/svc")) == "everything/team-b/svc"
+
+
+def test_rule_for_an_image_outside_the_manifest_names_the_missing_upstream(tmp_path):
+    manifest = load_manifest(write(tmp_path, FULL))
+    with pytest.raises(
+        LookupError,
+        match=re.escape("no rule caches image 'registry.k8s.io/pause': add a rule with upstream: k8s"),
+    ):
+        manifest.rule_for(parse_image("registry.k8s.io/pause"))
+
+
+# A small valid manifest; each bad case below edits one line (keeping line numbers) or appends lines.
+BASE = """\
+name: demo
+target:
+  region: eu-west-1
+rules:
+  - prefix: docker-hub
+    upstream: docker-hub
+    credential_secret: ecr-pullthroughcache/docker-hub
+images:
+  - image: nginx
+    tags: ["1.27"]
+"""
+
+
+def case(name: str, old: str, new: str, loc: str, line: int, fragment: str):
+    """Replace the `old` lines of BASE by `new` (append when `old` is ""); expect `loc` at `line`."""
+    return pytest.param(old, new, loc, line, fragment, id=name)
+
+
+BAD_CASES = [
+    case(
+        "unknown-top-key",
+        "",
+        "colour: blue",
+        "colour",
+        11,
+        "unknown key; allowed keys: name, description, schedule",
+    ),
+    case(
+        "unknown-nested-key",
+        '    tags: ["1.27"]',
+        '    tagz: ["1.27"]',
+        "images[0].tagz",
+        10,
+        "allowed keys: image, tags",
+    ),
+    case(
+        "unknown-selector-key",
+        '    tags: ["1.27"]',
+        "    tags: {exact: ['1'], semverr: x}",
+        "images[0].tags.semverr",
+        10,
+        "unknown key; allowed keys: exact",
+    ),
+    case(
+        "wrong-type-int",
+        "",
+        "defaults: {retries: many}",
+        "defaults.retries",
+        11,
+        "valid integer, unable to parse string as an integer (got 'many')",
+    ),
+    case(
+        "wrong-type-str", "  region: eu-west-1", "  region: [eu-west-1]", "target.region", 3, "valid string"
+    ),
+    case(
+        "out-of-range",
+        "",
+        "defaults: {concurrency: 0}",
+        "defaults.concurrency",
+        11,
+        "greater than or equal to 1",
+    ),
+    case("missing-key", "target:\n  region: eu-west-1", "", "target", 1, "required key is missing"),
+    case(
+        "empty-images-list",
+        'images:\n  - image: nginx\n    tags: ["1.27"]',
+        "images: []",
+        "images",
+        8,
+        "must list at least one entry",
+    ),
+    case(
+        "empty-images",
+        '  - image: nginx\n    tags: ["1.27"]',
+        "",
+        "images",
+        8,
+        "must list at least one entry",
+    ),
+    case(
+        "duplicate-image",
+        "",
+        '  - image: docker.io/library/nginx\n    tags: ["1.27"]',
+        "images[1].image",
+        11,
+        "duplicate of images[0] ('nginx'): both are docker.io/library/nginx with the same tags",
+    ),
+    case(
+        "bad-prefix",
+        "  - prefix: docker-hub",
+        "  - prefix: Docker_Hub",
+        "rules[0].prefix",
+        5,
+        "ECR's prefix pattern",
+    ),
+    case(
+        "prefix-too-long",
+        "  - prefix: docker-hub",
+        "  - prefix: " + "d" * 31,
+        "rules[0].prefix",
+        5,
+        "2-30 characters",
+    ),
+    case(
+        "prefix-trailing-slash",
+        "  - prefix: docker-hub",
+        "  - prefix: docker-hub/",
+        "rules[0].prefix",
+        5,
+        "must not end with '/'",
+    ),
+    case(
+        "duplicate-prefix",
+        "images:",
+        "  - prefix: docker-hub\n    upstream: quay\nimages:",
+        "rules[1].prefix",
+        8,
+        "'docker-hub' is already used by rules[0]",
+    ),
+    case(
+        "secret-without-prefix",
+        "    credential_secret: ecr-pullthroughcache/docker-hub",
+        "    credential_secret: docker-hub",
+        "rules[0].credential_secret",
+        7,
+        "must start with 'ecr-pullthroughcache/'",
+    ),
+    case(
+        "secret-missing",
+        "    credential_secret: ecr-pullthroughcache/docker-hub",
+        "    manage: true",
+        "rules[0].credential_secret",
+        5,
+        "docker-hub needs credential_secret",
+    ),
+    case(
+        "secret-unused",
+        "images:",
+        "  - prefix: quay\n    upstream: quay\n    credential_secret: ecr-pullthroughcache/q\nimages:",
+        "rules[1].credential_secret",
+        10,
+        "quay takes no credentials",
+    ),
+    case(
+        "ptc-less-region-cn",
+        "  region: eu-west-1",
+        "  region: cn-north-1",
+        "target.region",
+        3,
+        "pull through cache is not available in cn-north-1",
+    ),
+    case(
+        "ptc-less-region-gov",
+        "  region: eu-west-1",
+        "  region: us-gov-west-1",
+        "target.region",
+        3,
+        "not available",
+    ),
+    case(
+        "not-a-region",
+        "  region: eu-west-1",
+        "  region: europe",
+        "target.region",
+        3,
+        "not an AWS region name",
+    ),
+    case(
+        "registry-id-unquoted",
+        "rules:",
+        "  registry_id: 123456789012\nrules:",
+        "target.registry_id",
+        4,
+        "quote it",
+    ),
+    case(
+        "unknown-upstream",
+        "    upstream: docker-hub",
+        "    upstream: gcr",
+        "rules[0].upstream",
+        6,
+        "Input should be 'docker-hub', 'ecr-public', 'k8s', 'quay'",
+    ),
+    case(
+        "hosted-url-mismatch",
+        "images:",
+        "    upstream_url: docker.io\nimages:",
+        "rules[0].upstream_url",
+        8,
+        "docker-hub is served from 'registry-1.docker.io': omit upstream_url",
+    ),
+    case(
+        "azure-without-url",
+        "images:",
+        "  - prefix: acr\n    upstream: azure-container-registry\n"
+        "    credential_secret: ecr-pullthroughcache/acr\nimages:",
+        "rules[1].upstream_url",
+        8,
+        "needs upstream_url: <name>.azurecr.io",
+    ),
+    case(
+        "ecr-bad-url",
+        "images:",
+        "  - prefix: up\n    upstream: ecr\n    upstream_url: myreg.azurecr.io\nimages:",
+        "rules[1].upstream_url",
+        10,
+        "<account>.dkr.ecr.<region>.amazonaws.com",
+    ),
+    case(
+        "upstream-prefix-not-ecr",
+        "images:",
+        "    upstream_repository_prefix: library\nimages:",
+        "rules[0].upstream_repository_prefix",
+        8,
+        "applies to an ecr upstream only, not docker-hub",
+    ),
+    case(
+        "kms-key-without-kms",
+        "images:",
+        "    template: {kms_key: arn:aws:kms:eu-west-1:1:key/x}\nimages:",
+        "rules[0].template.kms_key",
+        8,
+        "needs encryption_type: KMS",
+    ),
+    case(
+        "image-without-rule",
+        "",
+        '  - image: quay.io/prometheus/prometheus\n    tags: ["v2"]',
+        "images[1].image",
+        11,
+        "no rule caches image 'quay.io/prometheus/prometheus': add a rule with upstream: quay",
+    ),
+    case(
+        "image-unparsable",
+        "  - image: nginx",
+        "  - image: Nginx",
+        "images[0].image",
+        9,
+        "invalid image reference 'Nginx': repository 'library/Nginx' must be lowercase",
+    ),
+    case(
+        "image-unknown-host",
+        "  - image: nginx",
+        "  - image: gcr.io/distroless/static",
+        "images[0].image",
+        9,
+        "registry host 'gcr.io' is not an upstream",
+    ),
+    case(
+        "image-inline-tag",
+        "  - image: nginx",
+        "  - image: nginx:1.26",
+        "images[0].image",
+        9,
+        "'nginx:1.26' carries a tag: write image: nginx and list '1.26' under tags:",
+    ),
+    case(
+        "image-no-tags",
+        '    tags: ["1.27"]',
+        "    # no tags",
+        "images[0].tags",
+        9,
+        "has no digest pin, so it needs tags",
+    ),
+    case(
+        "image-digest-and-tags",
+        "  - image: nginx",
+        f"  - image: nginx@{DIGEST}",
+        "images[0].tags",
+        10,
+        "a digest pin mirrors exactly that digest: remove tags",
+    ),
+    case("tags-empty", '    tags: ["1.27"]', "    tags: []", "images[0].tags", 10, "selects no tag"),
+    case(
+        "tag-yaml-float",
+        '    tags: ["1.27"]',
+        '    tags: ["1.27", 3.10]',
+        "images[0].tags[1]",
+        10,
+        "YAML read 3.1 as a number: quote it",
+    ),
+    case(
+        "tag-invalid",
+        '    tags: ["1.27"]',
+        '    tags: ["1.27", "-x"]',
+        "images[0].tags[1]",
+        10,
+        "tag '-x' is invalid",
+    ),
+    case(
+        "tag-twice",
+        '    tags: ["1.27"]',
+        '    tags: ["1.27", "1.27"]',
+        "images[0].tags[1]",
+        10,
+        "listed twice",
+    ),
+    case("bad-name", "name: demo", "name: Demo Images", "name", 1, "must be 1-63 lowercase letters"),
+    case("repeated-yaml-key", "", "name: other", "name", 11, "key repeated (first on line 1)"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "loc", "line", "fragment"), BAD_CASES)
+def test_bad_manifest_names_file_field_and_line(tmp_path, old, new, loc, line, fragment):
+    text = BASE + new + "\n" if not old else BASE.replace(old + "\n", new + "\n" if new else "", 1)
+    assert text != BASE
+    path = write(tmp_path, text)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert info.value.path == path
+    assert str(info.value).startswith(f"{path}:{line}: {loc}: ")
+    assert len(info.value.errors) == 1
+    assert fragment in str(info.value)
+
+
+def test_every_error_is_reported_at_once(tmp_path):
+    text = BASE.replace("  region: eu-west-1", "  region: cn-north-1").replace('["1.27"]', '["1.27", "-x"]')
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, text))
+    assert [(error.loc, error.line) for error in info.value.errors] == [
+        ("target.region", 3),
+        ("images[0].tags[1]", 10),
+    ]
+    assert len(str(info.value).splitlines()) == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("name: demo\ntarget:\n  region: [eu-west-1\nrules: []\n", 4, "invalid YAML: "),
+        ("name: demo\n\ttarget: {}\n", 2, "invalid YAML: "),
+        (
+            "- name: demo\n- name: other\n",
+            1,
+            "expected a mapping with name, target, rules and images, found a list",
+        ),
+        ("just text\n", 1, "found a str"),
+        ("", 1, "found nothing"),
+    ],
+    ids=["unclosed-flow", "tab-indent", "list", "scalar", "empty"],
+)
+def test_file_that_is_not_a_manifest_mapping(tmp_path, text, line, fragment):
+    path = write(tmp_path, text)
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    assert str(info.value).startswith(f"{path}:{line}: ")
+    assert fragment in str(info.value)
+
+
+def test_unreadable_file(tmp_path):
+    path = tmp_path / "missing.yaml"
+    with pytest.raises(ManifestError, match="cannot read the file"):
+        load_manifest(path)
+
+
+def test_manifest_error_format_without_line_or_loc():
+    error = ManifestError(Path("m.yaml"), [FieldError("images[0]", "bad"), FieldError("", "worse", 3)])
+    assert str(error) == "m.yaml: images[0]: bad\nm.yaml:3: worse"
+
+
+def test_validating_without_a_file_gives_pydantic_errors_at_the_field():
+    data = {
+        "name": "demo",
+        "target": {"region": "eu-west-1"},
+        "rules": [{"prefix": "quay", "upstream": "quay"}],
+        "images": [{"image": "nginx", "tags": ["1"]}],
+    }
+    with pytest.raises(ValidationError) as info:
+        Manifest.model_validate(data)
+    [error] = info.value.errors()
+    assert error["loc"] == ("images", 0, "image")
+    assert "add a rule with upstream: docker-hub" in error["msg"]
+
+
+def test_load_manifests_keeps_good_files_when_one_is_bad(tmp_path):
+    write(tmp_path, BASE, "a.yaml")
+    write(tmp_path, BASE.replace("name: demo", "name: broken").replace("eu-west-1", "cn-north-1"), "b.yaml")
+    write(tmp_path, BASE.replace("name: demo", "name: third"), "c.yml")
+    write(tmp_path, "not: a manifest", "notes.txt")
+    write(tmp_path, "- editor swap file", ".a.yaml")
+    loaded, failed = load_manifests(tmp_path)
+    assert [(path.name, manifest.name) for path, manifest in loaded] == [
+        ("a.yaml", "demo"),
+        ("c.yml", "third"),
+    ]
+    assert [error.path.name for error in failed] == ["b.yaml"]
+    assert "target.region" in str(failed[0])
+
+
+@pytest.mark.parametrize("second_name", ["demo", "demo_images"])
+def test_load_manifests_rejects_a_name_or_dag_id_used_twice(tmp_path, second_name):
+    write(tmp_path, BASE.replace("name: demo", "name: demo-images"), "a.yaml")
+    later = write(tmp_path, BASE.replace("name: demo", f"name: {second_name}"), "b.yaml")
+    write(tmp_path, BASE.replace("name: demo", "name: demo"), "c.yaml")
+    loaded, failed = load_manifests(tmp_path)
+    names = [manifest.name for _, manifest in loaded]
+    if second_name == "demo":
+        assert names == ["demo-images", "demo"]
+        assert [error.path.name for error in failed] == ["c.yaml"]
+        assert (
+            str(failed[0])
+            == f"{tmp_path / 'c.yaml'}:1: name: 'demo' gives DAG id ecr_mirror__demo, already used by b.yaml"
+        )
+    else:
+        assert names == ["demo-images", "demo"]
+        assert [error.path for error in failed] == [later]
+        assert "DAG id ecr_mirror__demo_images, already used by a.yaml" in str(failed[0])
+
+
+def test_load_manifests_on_a_missing_directory(tmp_path):
+    loaded, failed = load_manifests(tmp_path / "nope")
+    assert loaded == []
+    assert str(failed[0]) == f"{tmp_path / 'nope'}: not a directory"
