@@ -1,0 +1,99 @@
+"""The ECR side: control plane calls and the registry endpoint, through the Amazon provider's hooks.
+
+The Airflow connection (``aws_conn_id``) decides credentials, region and endpoint, so the same
+code talks to real ECR or to the sandbox emulator (connection extra ``endpoint_url`` or
+``service_config``).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ecr_mirror.registry import RegistryClient
+from ecr_mirror.settings import get_settings
+
+#: renew the registry login this long before ECR's 12 h token expires
+_LOGIN_MARGIN = timedelta(minutes=15)
+
+
+@dataclass
+class CachedImages:
+    """What one ECR repository holds: tag -> digest, and every digest (tagged or not)."""
+
+    exists: bool
+    tags: dict[str, str] = field(default_factory=dict)
+    digests: set[str] = field(default_factory=set)
+
+    def digest_for(self, reference: str) -> str | None:
+        if reference.startswith("sha256:"):
+            return reference if reference in self.digests else None
+        return self.tags.get(reference)
+
+
+class EcrTarget:
+    """One ECR registry (region + account) as seen through an Airflow AWS connection."""
+
+    def __init__(self, aws_conn_id: str, region: str, registry_id: str | None = None) -> None:
+        # Imported here so that importing this module does not need Airflow's configuration.
+        from airflow.providers.amazon.aws.hooks.ecr import EcrHook
+
+        self.registry_id = registry_id
+        self.region = region
+        self.aws_conn_id = aws_conn_id
+        self._hook = EcrHook(aws_conn_id=aws_conn_id, region_name=region)
+        self.client = self._hook.conn
+        self._lock = threading.Lock()
+        self._registry: RegistryClient | None = None
+        self._registry_expires = datetime.min.replace(tzinfo=UTC)
+
+    def _ids(self) -> dict[str, Any]:
+        return {"registryId": self.registry_id} if self.registry_id else {}
+
+    def cached_images(self, repository: str) -> CachedImages:
+        """Every image of a repository, one describe_images call per page (not one per tag)."""
+        paginator = self.client.get_paginator("describe_images")
+        images = CachedImages(exists=True)
+        try:
+            for page in paginator.paginate(repositoryName=repository, maxResults=1000, **self._ids()):
+                for detail in page.get("imageDetails", []):
+                    images.digests.add(detail["imageDigest"])
+                    for tag in detail.get("imageTags", []):
+                        images.tags[tag] = detail["imageDigest"]
+        except self.client.exceptions.RepositoryNotFoundException:
+            return CachedImages(exists=False)
+        return images
+
+    def registry(self) -> RegistryClient:
+        """A client for the registry endpoint, logged in with a fresh authorization token."""
+        with self._lock:
+            now = datetime.now(UTC)
+            if self._registry is None or now >= self._registry_expires - _LOGIN_MARGIN:
+                if self._registry is not None:
+                    self._registry.close()
+                ids = [self.registry_id] if self.registry_id else None
+                login = self._hook.get_temporary_credentials(registry_ids=ids)[0]
+                self._registry = RegistryClient(
+                    login.proxy_endpoint,
+                    credentials=(login.username, login.password),
+                    preemptive_basic=True,
+                    timeout=get_settings().http_timeout,
+                )
+                expires = login.expires_at
+                self._registry_expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+            return self._registry
+
+    def close(self) -> None:
+        with self._lock:
+            if self._registry is not None:
+                self._registry.close()
+                self._registry = None
+
+    def secret_arn(self, name: str) -> str:
+        """The full ARN of a Secrets Manager secret (PTC rules take the ARN, manifests the name)."""
+        from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+
+        hook = SecretsManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region)
+        return hook.conn.describe_secret(SecretId=name)["ARN"]

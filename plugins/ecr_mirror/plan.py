@@ -1,0 +1,113 @@
+"""Digest comparison: for each selected tag, what the run must do."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+from ecr_mirror.ecr import CachedImages
+from ecr_mirror.tags import TagRef
+
+
+class Action(StrEnum):
+    UP_TO_DATE = "up_to_date"
+    MISSING = "missing"
+    DRIFTED = "drifted"
+    UPSTREAM_MISSING = "upstream_missing"
+    FAILED = "failed"
+
+
+#: actions that make the run pull the tag through the cache
+PULL_ACTIONS = frozenset({Action.MISSING, Action.DRIFTED})
+
+
+@dataclass
+class PlanItem:
+    tag: TagRef
+    action: Action
+    upstream_digest: str | None = None
+    cached_digest: str | None = None
+    error: str | None = None
+    planned_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "tag": self.tag.to_dict(),
+            "action": str(self.action),
+            "upstream_digest": self.upstream_digest,
+            "cached_digest": self.cached_digest,
+            "error": self.error,
+            "planned_at": self.planned_at.isoformat(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanItem:
+        return cls(
+            tag=TagRef.from_dict(data["tag"]),
+            action=Action(data["action"]),
+            upstream_digest=data.get("upstream_digest"),
+            cached_digest=data.get("cached_digest"),
+            error=data.get("error"),
+            planned_at=datetime.fromisoformat(data["planned_at"]),
+        )
+
+
+def decide(tag: TagRef, upstream_digest: str | None, cached_digest: str | None) -> Action:
+    if upstream_digest is None:
+        return Action.UPSTREAM_MISSING
+    if cached_digest is None:
+        return Action.MISSING
+    return Action.UP_TO_DATE if cached_digest == upstream_digest else Action.DRIFTED
+
+
+def make_plan(
+    tags: Sequence[TagRef],
+    upstream_digest: Callable[[TagRef], str | None],
+    cached_images: Callable[[str], CachedImages],
+    concurrency: int,
+) -> list[PlanItem]:
+    """Compare every tag, in the order given; one failing tag or repository never stops the rest.
+
+    Cached digests come from one listing per ECR repository; upstream digests from one HEAD per tag.
+    """
+    by_repository: dict[str, list[TagRef]] = defaultdict(list)
+    for tag in tags:
+        by_repository[tag.cache_repository].append(tag)
+
+    def compare(tag: TagRef, cached: CachedImages | Exception) -> PlanItem:
+        if isinstance(cached, Exception):
+            return PlanItem(
+                tag, Action.FAILED, error=f"listing ECR repository {tag.cache_repository}: {cached}"
+            )
+        try:
+            upstream = upstream_digest(tag)
+        except Exception as exc:  # one tag's failure is recorded, never raised
+            return PlanItem(tag, Action.FAILED, error=f"upstream {tag.image}:{tag.reference}: {exc}")
+        cached_digest = cached.digest_for(tag.reference)
+        action = decide(tag, upstream, cached_digest)
+        error = f"{tag.image}:{tag.reference} was not found upstream" if upstream is None else None
+        return PlanItem(tag, action, upstream, cached_digest, error)
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        listings = list_repositories(by_repository, cached_images, pool)
+        return list(pool.map(lambda t: compare(t, listings[t.cache_repository]), tags))
+
+
+def list_repositories(
+    repositories: Iterable[str], cached_images: Callable[[str], CachedImages], pool: Executor
+) -> dict[str, CachedImages | Exception]:
+    """List each repository once, in parallel, keeping a failure as the value instead of raising."""
+
+    def listing(repository: str) -> CachedImages | Exception:
+        try:
+            return cached_images(repository)
+        except Exception as exc:
+            return exc
+
+    names = list(repositories)
+    return dict(zip(names, pool.map(listing, names), strict=True))

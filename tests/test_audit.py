@@ -1,0 +1,73 @@
+"""The audit store on SQLite and on PostgreSQL (the machine's server on 127.0.0.1:5432)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
+
+PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[AuditStore]:
+    if request.param == "sqlite":
+        yield AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+        return
+    name = f"ecr_mirror_audit_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    except sa.exc.OperationalError as exc:  # only where the machine has no PostgreSQL
+        pytest.skip(f"PostgreSQL not reachable: {exc}")
+    store = AuditStore(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    yield store
+    store.engine.dispose()
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE "{name}"'))
+    admin.dispose()
+
+
+def record(tag: str, status: str = "pulled", **extra) -> AuditRecord:
+    return AuditRecord(
+        run_id="run-1",
+        dag_id="ecr_mirror__base",
+        manifest="base",
+        image="docker.io/library/nginx",
+        ecr_repository="docker-hub/library/nginx",
+        tag=tag,
+        action="missing",
+        status=status,
+        upstream_digest="sha256:" + "a" * 64,
+        **extra,
+    )
+
+
+def test_rows_round_trip_with_timezone_aware_times(store):
+    store.write([record("1.27"), record("1.26", status="failed", error="boom")])
+    rows = store.records(run_id="run-1")
+    assert [(r.tag, r.status, r.error) for r in rows] == [
+        ("1.27", "pulled", None),
+        ("1.26", "failed", "boom"),
+    ]
+    assert rows[0].started_at.tzinfo is not None and rows[0].started_at <= datetime.now(UTC)
+
+
+def test_a_retried_batch_replaces_its_rows_instead_of_duplicating(store):
+    store.write([record("1.27", status="failed", error="timeout")])
+    store.write([record("1.27", status="pulled")])
+    assert [(r.tag, r.status) for r in store.records(run_id="run-1")] == [("1.27", "pulled")]
+
+
+def test_summary_counts_statuses_and_fails_on_any_failed_tag(store):
+    rows = [record("a"), record("b", status="ok"), record("c", status="failed")]
+    summary = RunSummary.of("run-1", "ecr_mirror__base", "base", rows)
+    store.write_summary(summary)
+    [stored] = store.summaries(dag_id="ecr_mirror__base")
+    assert (stored.status, stored.total, stored.counts) == ("failed", 3, {"failed": 1, "ok": 1, "pulled": 1})
