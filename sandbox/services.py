@@ -1,0 +1,104 @@
+"""The whole sandbox on loopback: upstream registries, Secrets Manager (moto) and the ECR emulator.
+
+Used by the demo and by the end-to-end tests, so both run the very same stand-ins for AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from sandbox.ecr_emulator.process import start_emulator
+from sandbox.upstream import free_port, start_registry
+
+#: the upstream hosts the sandbox stands in for, and the folder name of each local registry
+UPSTREAM_HOSTS = {"registry-1.docker.io": "docker-hub", "quay.io": "quay"}
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+#: the PTC credential the Docker Hub rule names (the sandbox upstream accepts anyone)
+DOCKER_HUB_SECRET = "ecr-pullthroughcache/docker-hub"
+
+
+@dataclass
+class Sandbox:
+    upstreams: dict[str, str]  # upstream host -> local registry URL
+    ecr_url: str
+    secrets_url: str
+    _stack: ExitStack = field(repr=False)
+
+    def connection(self) -> dict[str, Any]:
+        """The Airflow AWS connection that points the Amazon provider's hooks at the sandbox."""
+        return {
+            "conn_type": "aws",
+            "login": "sandbox",
+            "password": "sandbox-secret",
+            "extra": {
+                "region_name": REGION,
+                "service_config": {
+                    "ecr": {"endpoint_url": self.ecr_url},
+                    "secretsmanager": {"endpoint_url": self.secrets_url},
+                },
+            },
+        }
+
+    def environment(self) -> dict[str, str]:
+        """Environment for Airflow processes: the connection and the upstream overrides."""
+        return {
+            "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(self.connection()),
+            "ECR_MIRROR_UPSTREAM_ENDPOINTS": json.dumps(self.upstreams),
+        }
+
+    def emulator(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Call an emulator admin endpoint (``/_emulator/...``): GET, or POST when a body is given."""
+        import httpx
+
+        url = f"{self.ecr_url}/_emulator/{path}"
+        response = httpx.post(url, json=body) if body is not None else httpx.get(url)
+        response.raise_for_status()
+        return response.json()
+
+    def stop(self) -> None:
+        self._stack.close()
+
+
+def _create_secret(secrets_url: str) -> None:
+    client = boto3.client(
+        "secretsmanager",
+        endpoint_url=secrets_url,
+        region_name=REGION,
+        aws_access_key_id="sandbox",
+        aws_secret_access_key="sandbox-secret",
+    )
+    value = json.dumps({"username": "sandbox", "accessToken": "sandbox-token"})
+    client.create_secret(Name=DOCKER_HUB_SECRET, SecretString=value)
+
+
+def start_sandbox(state: Path) -> Sandbox:
+    """Start every stand-in with its state under ``state`` (kept between starts)."""
+    stack = ExitStack()
+    try:
+        upstreams = {}
+        for host, name in UPSTREAM_HOSTS.items():
+            registry = start_registry(state / "upstreams" / name)
+            stack.callback(registry.stop)
+            upstreams[host] = registry.url
+        port = free_port()
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server logs every request
+        moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        moto.start()
+        stack.callback(moto.stop)
+        secrets_url = f"http://127.0.0.1:{port}"
+        _create_secret(secrets_url)
+        emulator = start_emulator(state / "ecr", upstreams, account=ACCOUNT, region=REGION)
+        stack.callback(emulator.stop)
+    except BaseException:
+        stack.close()
+        raise
+    return Sandbox(upstreams, emulator.url, secrets_url, stack)

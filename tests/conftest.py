@@ -1,0 +1,58 @@
+"""Shared fixtures. Airflow reads its configuration at import, so it is set here, first."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ecr-mirror-airflow-"))
+os.environ.update(
+    {
+        "AIRFLOW_HOME": str(AIRFLOW_HOME),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+    }
+)
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A real, migrated Airflow metadata database (SQLite under a temporary AIRFLOW_HOME)."""
+    airflow = Path(sys.executable).parent / "airflow"
+    subprocess.run([airflow, "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return AIRFLOW_HOME
+
+
+@pytest.fixture(scope="session")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
+    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback."""
+    from sandbox.services import start_sandbox
+
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def sandbox_env(sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Point the project at the sandbox (connection, upstreams), a fresh audit database
+    (``<tmp>/audit.db``) and a manifest folder for the DAG file (``<tmp>/manifests``)."""
+    from ecr_mirror.settings import get_settings
+
+    for key, value in sandbox.environment().items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("ECR_MIRROR_AUDIT_URL", f"sqlite:///{tmp_path / 'audit.db'}")
+    (tmp_path / "manifests").mkdir()
+    monkeypatch.setenv("ECR_MIRROR_MANIFEST_DIR", str(tmp_path / "manifests"))
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()

@@ -1,0 +1,174 @@
+"""End to end: a generated DAG mirrors a manifest through the ECR emulator with ``dag.test()``.
+
+Real components only: Distribution registries as upstreams, moto Secrets Manager, the ECR
+emulator with pull through cache semantics, a migrated Airflow metadata database and skopeo.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import subprocess
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ecr_mirror.audit import AuditStore
+from ecr_mirror.dag_factory import build_dag
+from ecr_mirror.manifest import load_manifest
+from sandbox.upstream import seed_image
+
+pytestmark = pytest.mark.slow
+
+HUB = "registry-1.docker.io"
+
+MANIFEST = """
+name: e2e-{name}
+target: {{region: eu-west-1}}
+defaults: {{batch_size: 2, concurrency: 4, retries: 0}}
+rules:
+  - prefix: e2e-{name}
+    upstream: docker-hub
+    credential_secret: ecr-pullthroughcache/docker-hub
+images:
+{images}
+"""
+
+
+def write_manifest(tmp_path: Path, name: str, images: str) -> Path:
+    """Write a manifest where the DAG file finds it (dag.test() syncs the DAG folder first)."""
+    path = tmp_path / "manifests" / f"{name}.yaml"
+    path.write_text(MANIFEST.format(name=name, images=images))
+    return path
+
+
+def run(path: Path):
+    manifest = load_manifest(path)
+    return build_dag(manifest, path).test()
+
+
+def audit_store(tmp_path: Path) -> AuditStore:
+    return AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+
+
+def rows(tmp_path: Path, run_id: str) -> dict[str, object]:
+    return {f"{r.ecr_repository}:{r.tag}": r for r in audit_store(tmp_path).records(run_id=run_id)}
+
+
+def skopeo_digest(sandbox, repository: str, tag: str) -> str:
+    """The digest skopeo reads through the emulator's registry endpoint (sha256 of the raw manifest)."""
+    client = boto3.client(
+        "ecr",
+        endpoint_url=sandbox.ecr_url,
+        region_name="eu-west-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+    auth = client.get_authorization_token()["authorizationData"][0]
+    creds = base64.b64decode(auth["authorizationToken"]).decode()
+    host = auth["proxyEndpoint"].split("://", 1)[1]
+    raw = subprocess.run(
+        [
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            "--creds",
+            creds,
+            f"docker://{host}/{repository}:{tag}",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def test_mirror_then_up_to_date_then_drift(airflow_db, sandbox, sandbox_env, tmp_path):
+    hub = sandbox.upstreams[HUB]
+    alpine = [seed_image(hub, "library/alpine", tag) for tag in ("3.20", "3.21")]
+    tool = seed_image(hub, "acme/tool", "1.0", platforms=(), oci=False)
+    path = write_manifest(
+        sandbox_env,
+        "drift",
+        '  - image: alpine\n    tags: ["3.20", "3.21"]\n  - image: acme/tool\n    tags: ["1.0"]\n',
+    )
+
+    # first run: every tag is missing, pulled through the cache and verified
+    first = run(path)
+    assert first.state == "success"
+    audit = rows(sandbox_env, first.run_id)
+    assert {key: (r.action, r.status) for key, r in audit.items()} == {
+        "e2e-drift/library/alpine:3.20": ("missing", "pulled"),
+        "e2e-drift/library/alpine:3.21": ("missing", "pulled"),
+        "e2e-drift/acme/tool:1.0": ("missing", "pulled"),
+    }
+    for image in [*alpine, tool]:
+        record = audit[f"e2e-drift/{image.repository}:{image.tag}"]
+        assert record.upstream_digest == record.cached_digest_after == image.digest
+        assert record.cached_digest_before is None
+    assert skopeo_digest(sandbox, "e2e-drift/library/alpine", "3.21") == alpine[1].digest
+
+    # second run: all up to date, and not one manifest GET reaches the registry endpoint
+    gets = sandbox.emulator("stats")["manifest_gets"]
+    second = run(path)
+    assert second.state == "success"
+    assert {(r.action, r.status) for r in rows(sandbox_env, second.run_id).values()} == {("up_to_date", "ok")}
+    assert sandbox.emulator("stats")["manifest_gets"] == gets
+
+    # upstream re-push: within ECR's 24 h window the pull still serves the old digest (stale)
+    repushed = seed_image(hub, "library/alpine", "3.20", variant="rebuilt")
+    assert repushed.digest != alpine[0].digest
+    third = run(path)
+    record = rows(sandbox_env, third.run_id)["e2e-drift/library/alpine:3.20"]
+    assert (record.action, record.status) == ("drifted", "stale")
+    assert record.cached_digest_after == alpine[0].digest
+    assert "24 h" in record.error
+
+    # after the window, the next run pulls the new digest
+    sandbox.emulator("clock", {"advance_seconds": 25 * 3600})
+    fourth = run(path)
+    assert fourth.state == "success"
+    record = rows(sandbox_env, fourth.run_id)["e2e-drift/library/alpine:3.20"]
+    assert (record.action, record.status) == ("drifted", "pulled")
+    assert record.cached_digest_after == repushed.digest
+    assert skopeo_digest(sandbox, "e2e-drift/library/alpine", "3.20") == repushed.digest
+
+
+def test_a_missing_tag_fails_the_run_but_not_the_other_tags(airflow_db, sandbox, sandbox_env, tmp_path):
+    hub = sandbox.upstreams[HUB]
+    good = seed_image(hub, "library/busybox", "1.36")
+    path = write_manifest(sandbox_env, "partial", '  - image: busybox\n    tags: ["1.36", "no-such-tag"]\n')
+
+    dag_run = run(path)
+
+    assert dag_run.state == "failed"
+    audit = rows(sandbox_env, dag_run.run_id)
+    assert audit["e2e-partial/library/busybox:1.36"].status == "pulled"
+    assert audit["e2e-partial/library/busybox:1.36"].cached_digest_after == good.digest
+    missing = audit["e2e-partial/library/busybox:no-such-tag"]
+    assert (missing.action, missing.status) == ("upstream_missing", "failed")
+    assert "not found upstream" in missing.error
+    summary = audit_store(sandbox_env).summaries(dag_id="ecr_mirror__e2e_partial")[0]
+    assert summary.status == "failed" and summary.counts == {"failed": 1, "pulled": 1}
+
+
+def test_a_thousand_tags_are_a_few_mapped_task_instances_and_each_gets_a_row(
+    airflow_db, sandbox, sandbox_env
+):
+    hub = sandbox.upstreams[HUB]
+    seed_image(hub, "acme/many", "real", platforms=())
+    tags = ["real", *(f"gone-{i}" for i in range(999))]
+    path = write_manifest(sandbox_env, "many", f"  - image: acme/many\n    tags: {tags}\n")
+    path.write_text(path.read_text().replace("batch_size: 2", "batch_size: 250"))
+
+    dag_run = run(path)
+
+    instances = dag_run.get_task_instances()
+    per_task = {t: sum(ti.task_id == t for ti in instances) for t in ("compare_digests", "pull_through")}
+    assert per_task == {"compare_digests": 4, "pull_through": 4}
+    audit = rows(sandbox_env, dag_run.run_id)
+    assert len(audit) == 1000
+    assert audit["e2e-many/acme/many:real"].status == "pulled"
+    assert sum(r.action == "upstream_missing" for r in audit.values()) == 999
+    assert dag_run.state == "failed"
