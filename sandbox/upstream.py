@@ -130,6 +130,15 @@ def _config(root: Path, port: int, htpasswd: dict[str, str] | None, token: Token
     return config
 
 
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def start_registry(
     root: Path,
     port: int = 0,
@@ -146,6 +155,9 @@ def start_registry(
     if binary is None:
         raise RuntimeError("docker-registry not found: install the Debian package docker-registry")
     root.mkdir(parents=True, exist_ok=True)
+    if port and not _port_free(port):
+        # Checked first: otherwise whatever already listens there would answer the readiness probe.
+        raise RuntimeError(f"registry did not start: 127.0.0.1:{port} is already in use")
     port = port or free_port()
     config_path = root / "config.yml"
     config_path.write_text(yaml.safe_dump(_config(root, port, htpasswd, token), sort_keys=False))
