@@ -11,11 +11,21 @@ import re
 import types
 import typing
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ecr_mirror.refs import (
@@ -47,9 +57,15 @@ _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 _PREFIX_RE = re.compile(
     r"^(?:[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*|ROOT)$"
 )
+_SNS_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[\w-]{1,256}$")
 _SECRET_RE = re.compile(r"^ecr-pullthroughcache/[a-zA-Z0-9/_+=.@-]+$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+_PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
+_DURATION_RE = re.compile(r"^(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?(?:(?P<s>\d+)s)?$")
+
+DriftPolicy = Literal["report", "repull", "evict-and-repull"]
+"""What a run does with a tag whose cached digest differs from upstream (see pull.py)."""
 
 
 _Problem = tuple[tuple[str | int, ...], str, Any]
@@ -90,6 +106,53 @@ def _prefix_problem(value: str) -> str | None:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _parse_duration(value: object) -> object:
+    """``45m``, ``2h``, ``1h30m``, ``1d``, ``90s`` or a number of seconds -> timedelta.
+
+    Written here because pydantic's timedelta takes ISO 8601 (``PT45M``) and seconds, not the
+    short form the manifest format uses.
+    """
+    if isinstance(value, bool):
+        raise _invalid("must be a duration such as 45m, 2h or 1h30m")
+    if isinstance(value, int | float):
+        return timedelta(seconds=value)
+    if isinstance(value, str) and value and (match := _DURATION_RE.fullmatch(value.strip())):
+        parts = {key: int(number) for key, number in match.groupdict(default="0").items()}
+        return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+    if isinstance(value, timedelta):
+        return value
+    raise _invalid(f"{value!r} is not a duration such as 45m, 2h or 1h30m")
+
+
+def _positive(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise _invalid("must be longer than zero")
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+
+
+def _check_platforms(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    if not value:
+        raise _invalid("lists no platform: omit platforms to mirror the whole index")
+    problems: list[_Problem] = []
+    for i, platform in enumerate(value):
+        if not _PLATFORM_RE.fullmatch(platform):
+            problems.append(
+                ((i,), f"{platform!r} is not os/architecture[/variant], e.g. linux/arm64/v8", platform)
+            )
+        elif platform in value[:i]:
+            problems.append(((i,), f"{platform!r} is listed twice", platform))
+    _raise_at("platforms", problems)
+    return value
+
+
+Platforms = Annotated[list[str] | None, AfterValidator(_check_platforms)]
 
 
 class Target(_Model):
@@ -289,6 +352,12 @@ class ImageSpec(_Model):
 
     image: str
     tags: TagSelector | None = None
+    # per-image overrides of `defaults` (None: inherit)
+    platforms: Platforms = None
+    on_drift: DriftPolicy | None = None
+    warm_layers: bool | None = None
+    retries: int | None = Field(default=None, ge=0, le=10)
+    concurrency: int | None = Field(default=None, ge=1, le=64)
 
     @field_validator("image")
     @classmethod
@@ -323,12 +392,22 @@ class ImageSpec(_Model):
         return parse_image(self.image)
 
 
-class Defaults(_Model):
+class ImageSettings(_Model):
+    """Settings every image inherits from `defaults` and may override one by one."""
+
+    platforms: Platforms = None  # None: the whole index, keeping the upstream digest
+    on_drift: DriftPolicy = "repull"
+    warm_layers: bool = False
+
+
+class Defaults(ImageSettings):
     retries: int = Field(default=3, ge=0, le=10)
     retry_delay_seconds: int = Field(default=30, ge=1)
     max_retry_delay_seconds: int = Field(default=600, ge=1)
     concurrency: int = Field(default=8, ge=1, le=64)
     batch_size: int = Field(default=50, ge=1, le=1000)
+    #: execution_timeout of every task (a batch task that runs longer fails and retries)
+    execution_timeout: Duration = timedelta(hours=1)
 
     @model_validator(mode="after")
     def _check_delays(self) -> Defaults:
@@ -346,6 +425,25 @@ class Defaults(_Model):
         return self
 
 
+class Sla(_Model):
+    """A run should finish within `within` of being queued; a miss is recorded and notified."""
+
+    within: Duration
+    #: "log" and/or SNS topic ARNs
+    notify: list[str] = Field(default_factory=lambda: ["log"])
+
+    @field_validator("notify")
+    @classmethod
+    def _check_notify(cls, value: list[str]) -> list[str]:
+        problems: list[_Problem] = [
+            ((i,), f"{target!r} is neither 'log' nor an SNS topic ARN", target)
+            for i, target in enumerate(value)
+            if target != "log" and not _SNS_ARN_RE.fullmatch(target)
+        ]
+        _raise_at("Sla", problems)
+        return value
+
+
 class Manifest(_Model):
     """One manifest file: the images a team depends on, the target registry and the rules they need."""
 
@@ -353,6 +451,7 @@ class Manifest(_Model):
     description: str = ""
     schedule: str | None = None
     owner: str = "ecr-mirror"
+    sla: Sla | None = None
     target: Target
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[Rule]
@@ -424,6 +523,25 @@ class Manifest(_Model):
             seen.setdefault(key, i)
         _raise_at("Manifest", problems)
         return self
+
+    def image_settings(self, index: int) -> ImageSettings:
+        """The effective settings of images[index]: its overrides over `defaults`."""
+        spec = self.images[index]
+        overrides = {
+            name: getattr(spec, name)
+            for name in ImageSettings.model_fields
+            if getattr(spec, name) is not None
+        }
+        inherited = {name: getattr(self.defaults, name) for name in ImageSettings.model_fields}
+        return ImageSettings(**{**inherited, **overrides})
+
+    def image_retries(self, index: int) -> int:
+        spec = self.images[index]
+        return self.defaults.retries if spec.retries is None else spec.retries
+
+    def image_concurrency(self, index: int) -> int:
+        spec = self.images[index]
+        return self.defaults.concurrency if spec.concurrency is None else spec.concurrency
 
     @property
     def dag_id(self) -> str:

@@ -28,6 +28,8 @@ class TagRef:
     digest: str | None
     cache_repository: str
     rule_prefix: str
+    #: position of the image in the manifest (its per-image settings: Manifest.image_settings)
+    image_index: int = 0
 
     def __post_init__(self) -> None:
         if self.tag is None and self.digest is None:
@@ -40,7 +42,7 @@ class TagRef:
         assert reference is not None  # guaranteed by __post_init__
         return reference
 
-    def to_dict(self) -> dict[str, str | None]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
@@ -64,7 +66,7 @@ class TagRef:
 def select_tags(manifest: Manifest) -> list[TagRef]:
     """Every tag the manifest selects, in manifest order; a tag selected twice appears once."""
     selected: dict[tuple[str, str, str], TagRef] = {}
-    for spec in manifest.images:
+    for index, spec in enumerate(manifest.images):
         ref = spec.ref
         rule = manifest.rule_for(ref)
         cache = manifest.cache_repository(ref)
@@ -83,6 +85,7 @@ def select_tags(manifest: Manifest) -> list[TagRef]:
                 digest=digest,
                 cache_repository=cache,
                 rule_prefix=rule.prefix,
+                image_index=index,
             )
             selected.setdefault((tag_ref.registry, tag_ref.repository, tag_ref.reference), tag_ref)
     return list(selected.values())
