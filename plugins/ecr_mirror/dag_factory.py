@@ -27,11 +27,11 @@ from airflow.sdk.exceptions import AirflowFailException
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import Manifest, ManifestError, load_manifests
-from ecr_mirror.mirror import Mirror, RunInfo, batches
+from ecr_mirror.mirror import Mirror, RunInfo, RunOptions, batches
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.settings import get_settings
-from ecr_mirror.tags import TagRef, select_tags
+from ecr_mirror.tags import TagRef
 from ecr_mirror.upstream import Upstreams
 
 log = logging.getLogger(__name__)
@@ -89,7 +89,8 @@ def build_dag(manifest: Manifest, source: Path) -> DAG:
 
         @task
         def resolve_tags() -> list[list[dict[str, Any]]]:
-            tags = select_tags(manifest)
+            with _mirror(manifest) as mirror:
+                tags = mirror.resolve(RunOptions())
             log.info("%d tags selected from %d images", len(tags), len(manifest.images))
             return [[t.to_dict() for t in batch] for batch in batches(tags, defaults.batch_size)]
 

@@ -2,20 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.ecr import EcrTarget
-from ecr_mirror.manifest import Manifest
+from ecr_mirror.manifest import DriftPolicy, Manifest
 from ecr_mirror.plan import Action, PlanItem, make_plan
 from ecr_mirror.pull import Outcome, Status, pull_batch
-from ecr_mirror.tags import TagRef
+from ecr_mirror.refs import tag_problem
+from ecr_mirror.tags import TagRef, select_tags
 from ecr_mirror.upstream import Upstreams
 
 #: the error of a tag whose batch never reported (a task that failed all its tries)
 NO_RESULT = "no result was recorded for this tag: its batch task failed (see that task's log)"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How one run deviates from its manifest: the trigger form's parameters (all optional).
+
+    ``images`` are globs matched against an image's name as written in the manifest and its full
+    name (``nginx``, ``docker.io/library/nginx``, ``quay.io/prometheus/*``); ``extra_tags`` are
+    mirrored for every selected image that is not pinned by digest.
+    """
+
+    images: tuple[str, ...] = ()
+    extra_tags: tuple[str, ...] = ()
+    dry_run: bool = False
+    force: bool = False
+    on_drift: DriftPolicy | None = None
+    warm_layers: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RunOptions:
+        values = {key: data[key] for key in (f.name for f in fields(cls)) if data.get(key) is not None}
+        for key in ("images", "extra_tags"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    def __post_init__(self) -> None:
+        for tag in self.extra_tags:
+            if problem := tag_problem(tag):
+                raise ValueError(f"extra tag {tag!r}: {problem}")
+
+    def wants(self, written: str, name: str) -> bool:
+        return not self.images or any(fnmatchcase(written, g) or fnmatchcase(name, g) for g in self.images)
 
 
 @dataclass(frozen=True)
@@ -61,6 +100,24 @@ class Mirror:
         self.store = store
         self.upstreams = upstreams
         self.concurrency = manifest.defaults.concurrency
+
+    def resolve(self, options: RunOptions) -> list[TagRef]:
+        """The tags this run mirrors: the manifest's selection, narrowed and extended by the options."""
+        selected = [
+            tag
+            for tag in select_tags(self.manifest)
+            if options.wants(self.manifest.images[tag.image_index].image, tag.image)
+        ]
+        pinned = {tag.image_index for tag in selected if tag.digest}
+        firsts = {tag.image_index: tag for tag in selected if tag.image_index not in pinned}
+        known = {(tag.cache_repository, tag.reference) for tag in selected}
+        extra = []
+        for first in firsts.values():
+            for name in options.extra_tags:
+                if (first.cache_repository, name) not in known:
+                    known.add((first.cache_repository, name))
+                    extra.append(replace(first, tag=name))
+        return selected + extra
 
     def compare(self, tags: Sequence[TagRef]) -> list[PlanItem]:
         return make_plan(tags, self.upstreams.digest, self.target.cached_images, self.concurrency)
