@@ -1,0 +1,1 @@
+"""Benchmarks of ecr-mirror (figures, not tests): see docs/benchmarks.md."""
