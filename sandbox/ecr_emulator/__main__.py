@@ -41,6 +41,11 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="reproduce containers-roadmap #2837: a first pull by digest of an uncached image fails",
     )
+    parser.add_argument(
+        "--secrets-endpoint",
+        metavar="URL",
+        help="Secrets Manager endpoint (moto) where rule credentials (credentialArn) are read",
+    )
     parser.add_argument("--log-level", default="warning")
     args = parser.parse_args(argv)
 
@@ -48,6 +53,7 @@ def main(argv: list[str] | None = None) -> None:
         upstreams=dict(args.upstream),
         refresh_window=args.refresh_window,
         fail_uncached_digest_pull=args.fail_uncached_digest_pull,
+        secrets_endpoint=args.secrets_endpoint,
     )
     app = create_app(args.state_dir, settings, account=args.account, region=args.region)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

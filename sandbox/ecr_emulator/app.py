@@ -48,7 +48,7 @@ def create_app(
     state_dir.mkdir(parents=True, exist_ok=True)
     store = Store(state_dir)
     clock = clock or Clock(float(store.get_meta("clock_offset") or 0.0))
-    cache = PullThroughCache(store, clock, settings)
+    cache = PullThroughCache(store, clock, settings, region)
     registry = RegistryPlane(store, cache)
 
     def context(request: Request) -> Context:

@@ -92,6 +92,10 @@ def _check_credentials(ctx: Context, upstream: str, credential_arn: str | None) 
         # The secret must be in the rule's account and Region (pull-through-cache-creating-rule.html).
         if not match or match["region"] != ctx.region or match["account"] != ctx.account:
             raise _invalid("The credentialArn secret must be in the same account and Region as the rule")
+        if ctx.cache.secrets is not None:
+            # Create and update read the secret: SecretNotFoundException, UnableToAccessSecretException
+            # and UnableToDecryptSecretValueException are their documented errors.
+            ctx.cache.secrets.value(credential_arn)
 
 
 def create_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
@@ -155,7 +159,9 @@ def delete_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def validate_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
-    """Really calls the upstream's ``/v2/`` through the emulator's upstream mapping."""
+    """Really calls the upstream's ``/v2/`` through the emulator's upstream mapping, authenticated
+    with the rule's secret (read from Secrets Manager with ``--secrets-endpoint``): a missing,
+    unreadable or incomplete secret, or credentials the upstream refuses, make ``isValid`` false."""
     rule = _get_rule(ctx, params["ecrRepositoryPrefix"])
     doc = _rule_doc(ctx, rule)
     try:

@@ -61,15 +61,20 @@ def start_emulator(
     account: str = "123456789012",
     region: str = "us-east-1",
     *,
+    secrets_endpoint: str | None = None,
     extra_args: tuple[str, ...] = (),
     timeout: float = 30.0,
 ) -> EmulatorProcess:
-    """Start ``python -m sandbox.ecr_emulator`` and wait until it answers ``/_emulator/health``."""
+    """Start ``python -m sandbox.ecr_emulator`` and wait until it answers ``/_emulator/health``.
+
+    ``secrets_endpoint``: a Secrets Manager endpoint (moto) from which rule credentials are read.
+    """
     command = [
         sys.executable, "-m", "sandbox.ecr_emulator",
         "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir),
         "--account", account, "--region", region,
         *(arg for host, url in upstreams.items() for arg in ("--upstream", f"{host}={url}")),
+        *(("--secrets-endpoint", secrets_endpoint) if secrets_endpoint else ()),
         *extra_args,
     ]  # fmt: skip
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from .clock import Clock
-from .errors import RegistryError, UpstreamError
+from .errors import ApiError, RegistryError, UpstreamError
+from .secrets import SecretReader
 from .store import Image, Ref, Repository, Rule, Store
 from .upstream import Manifest, UpstreamClient
 
@@ -39,6 +40,8 @@ class Settings:
     upstreams: dict[str, str]
     refresh_window: float = REFRESH_WINDOW
     fail_uncached_digest_pull: bool = False
+    #: Secrets Manager endpoint for rule credentials; None: credentials from the --upstream userinfo
+    secrets_endpoint: str | None = None
 
 
 def host_of(url: str) -> str:
@@ -104,13 +107,15 @@ class KeyedLocks:
 
 
 class PullThroughCache:
-    def __init__(self, store: Store, clock: Clock, settings: Settings) -> None:
+    def __init__(self, store: Store, clock: Clock, settings: Settings, region: str = "us-east-1") -> None:
         self.store = store
         self.clock = clock
         self.settings = settings
+        endpoint = settings.secrets_endpoint
+        self.secrets = SecretReader(endpoint, region) if endpoint else None
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
-        self._clients: dict[str, UpstreamClient] = {}
+        self._clients: dict[tuple[str, tuple[str, str] | None], UpstreamClient] = {}
         self._clients_lock = threading.Lock()
         self._locks = KeyedLocks()
         self._upstreams = {host_of(k): v for k, v in settings.upstreams.items()}
@@ -128,20 +133,32 @@ class PullThroughCache:
             client.close()
 
     # rules and upstreams
+    def credentials(self, rule: Rule) -> tuple[str, str] | None:
+        """The rule's upstream credentials from its secret, read on every use as ECR does (a
+        changed secret value applies to the next request); None without a secret or endpoint."""
+        if self.secrets is None or not rule.credential_arn:
+            return None
+        try:
+            return self.secrets.credentials(rule.credential_arn)
+        except ApiError as exc:
+            raise UpstreamError(401, exc.message) from exc
+
     def client(self, rule: Rule) -> UpstreamClient:
-        """The client for a rule's upstream; UpstreamError when the emulator has no mapping for it."""
+        """The client for a rule's upstream; UpstreamError when the emulator has no mapping for it
+        or the rule's secret cannot be used."""
         base = self._upstreams.get(host_of(rule.upstream_url))
         if base is None:
             raise UpstreamError(None, f"no --upstream mapping for {rule.upstream_url}")
+        auth = self.credentials(rule)
         with self._clients_lock:
-            if base not in self._clients:
+            if (base, auth) not in self._clients:
                 counters: dict[str, Callable[[], None]] = {
                     "manifest_get": lambda: self.count("upstream_manifest_fetches"),
                     "manifest_head": lambda: self.count("upstream_manifest_heads"),
                     "blob_get": lambda: self.count("upstream_blob_fetches"),
                 }
-                self._clients[base] = UpstreamClient(base, lambda kind: counters[kind]())
-            return self._clients[base]
+                self._clients[base, auth] = UpstreamClient(base, lambda kind: counters[kind](), auth=auth)
+            return self._clients[base, auth]
 
     def match(self, name: str) -> tuple[Rule, str] | None:
         """The rule for repository ``name`` (longest prefix, ROOT last) and the upstream repository."""

@@ -1,7 +1,8 @@
 """A small OCI distribution client for the upstream side of the pull through cache.
 
 Supports anonymous access, the Bearer token challenge flow (distribution token spec) and Basic
-auth. Credentials come from the userinfo of the mapped upstream URL
+auth. Credentials come from the rule's Secrets Manager secret when the emulator reads secrets
+(``--secrets-endpoint``), else from the userinfo of the mapped upstream URL
 (``--upstream registry-1.docker.io=http://user:secret@127.0.0.1:5000``).
 """
 
@@ -41,9 +42,15 @@ def sha256_digest(body: bytes) -> str:
 class UpstreamClient:
     """Talks to one upstream registry; ``on_request(kind)`` counts manifest GET/HEAD and blob GETs."""
 
-    def __init__(self, base_url: str, on_request: Callable[[str], None], timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        on_request: Callable[[str], None],
+        timeout: float = 30.0,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
         url = httpx.URL(base_url)
-        self._auth = (url.username, url.password) if url.username else None
+        self._auth = auth or ((url.username, url.password) if url.username else None)
         self.base_url = str(url.copy_with(username=None, password=None)).rstrip("/")
         self._on_request = on_request
         self._http = httpx.Client(timeout=timeout, follow_redirects=True)
