@@ -12,15 +12,33 @@ from collections.abc import Sequence
 from sandbox.upstream import SeededImage, seed_image
 
 MULTI_ARCH = ("linux/amd64", "linux/arm64", "linux/arm/v7")
+TWO_ARCH = ("linux/amd64", "linux/arm64")
+HUB, QUAY = "registry-1.docker.io", "quay.io"
+DemoImage = tuple[str, str, str, tuple[str, ...], bool]
 
-# (upstream host, repository, tag, platforms, oci)
-DEMO_IMAGES: tuple[tuple[str, str, str, tuple[str, ...], bool], ...] = (
-    ("registry-1.docker.io", "library/nginx", "1.27", MULTI_ARCH, True),
-    ("registry-1.docker.io", "library/nginx", "1.27-alpine", MULTI_ARCH, True),
-    ("registry-1.docker.io", "library/python", "3.12-slim", ("linux/amd64", "linux/arm64"), False),
-    ("registry-1.docker.io", "bitnami/redis", "7.4", (), False),
-    ("quay.io", "prometheus/prometheus", "v3.1.0", ("linux/amd64", "linux/arm64"), True),
-    ("quay.io", "prometheus/prometheus", "v2.55.1", ("linux/amd64", "linux/arm64"), True),
+
+def _single(host: str, repository: str, *tags: str) -> tuple[DemoImage, ...]:
+    """Single-platform OCI images: the tags that selectors choose from (cheap to seed)."""
+    return tuple((host, repository, tag, (), True) for tag in tags)
+
+
+# (upstream host, repository, tag, platforms, oci). Besides what the manifests mirror, each
+# selector's repository holds tags it must leave out: older versions, prereleases, variants and
+# tags that are no version at all. The pins in config/manifests/monitoring.yaml are the digests of
+# node-exporter:v1.8.2 and blackbox-exporter:v0.25.0 as seeded here (seeding is deterministic).
+DEMO_IMAGES: tuple[DemoImage, ...] = (
+    (HUB, "library/nginx", "1.27", MULTI_ARCH, True),
+    (HUB, "library/nginx", "1.27-alpine", MULTI_ARCH, True),
+    (HUB, "library/python", "3.12-slim", TWO_ARCH, False),
+    (HUB, "bitnami/redis", "7.4", (), False),
+    (QUAY, "prometheus/prometheus", "v3.1.0", TWO_ARCH, True),
+    (QUAY, "prometheus/prometheus", "v2.55.1", TWO_ARCH, True),
+    *_single(QUAY, "prometheus/prometheus", "v3.0.0", "v3.2.0-rc.0", "v2.50.0", "v2.49.1", "main", "latest"),
+    *_single(QUAY, "prometheus/alertmanager", "v0.28.1", "v0.28.0", "v0.28.0-rc.0", "v0.27.0", "main"),
+    *_single(QUAY, "prometheus/node-exporter", "v1.8.2", "v1.8.1"),
+    *_single(QUAY, "prometheus/blackbox-exporter", "v0.25.0"),
+    *_single(HUB, "grafana/grafana", "latest", "12.0.0-beta1", "11.4.0", "11.4.0-ubuntu", "11.3.1"),
+    *_single(HUB, "grafana/grafana", "11.3.0", "11.2.0", "main"),
 )
 
 

@@ -111,6 +111,7 @@ def test_rule_for_picks_the_most_specific_ecr_upstream_prefix(tmp_path):
         "  - prefix: everything\n"
         "    upstream: ecr\n"
         "    upstream_url: 111122223333.dkr.ecr.us-east-1.amazonaws.com\n"
+        "    custom_role_arn: arn:aws:iam::012345678901:role/ecr-ptc\n"
         "  - prefix: shared\n",
     )
     manifest = load_manifest(write(tmp_path, text))
@@ -427,6 +428,102 @@ BAD_CASES = [
         10,
         "listed twice",
     ),
+    case(
+        "prefix-double-separator",
+        "  - prefix: docker-hub",
+        "  - prefix: docker__hub",
+        "rules[0].prefix",
+        5,
+        "separated by single '.', '_' or '-'",
+    ),
+    case(
+        "bad-regex-include",
+        '    tags: ["1.27"]',
+        "    tags: {include: ['^1.(27']}",
+        "images[0].tags.include[0]",
+        10,
+        "'^1.(27' is not a valid regular expression: missing ), unterminated subpattern",
+    ),
+    case(
+        "bad-regex-exclude",
+        '    tags: ["1.27"]',
+        "    tags: {semver: '^1', exclude: ['*-rc']}",
+        "images[0].tags.exclude[0]",
+        10,
+        "'*-rc' is not a valid regular expression: nothing to repeat",
+    ),
+    case(
+        "bad-semver-npm",
+        '    tags: ["1.27"]',
+        "    tags: {semver: '^^1'}",
+        "images[0].tags.semver",
+        10,
+        "'^^1' is not an npm style range (^2.50 || ^3)",
+    ),
+    case(
+        "bad-semver-pep440",
+        '    tags: ["1.27"]',
+        "    tags: {semver: '>=1.27,,<2'}",
+        "images[0].tags.semver",
+        10,
+        "'>=1.27,,<2' is not a PEP 440 style range (>=3.11,<3.14)",
+    ),
+    case(
+        "semver-yaml-number",
+        '    tags: ["1.27"]',
+        "    tags: {semver: 1.10}",
+        "images[0].tags.semver",
+        10,
+        "must be a string (YAML read 1.1 as a number: quote it)",
+    ),
+    case(
+        "conflict-exclude-alone",
+        '    tags: ["1.27"]',
+        "    tags: {exclude: [rc]}",
+        "images[0].tags.exclude",
+        10,
+        "exclude alone would mirror every other upstream tag",
+    ),
+    case(
+        "conflict-prerelease-without-version",
+        '    tags: ["1.27"]',
+        "    tags: {include: ['^1'], prerelease: true}",
+        "images[0].tags.prerelease",
+        10,
+        "applies to semver and latest only",
+    ),
+    case(
+        "conflict-exact-excluded",
+        '    tags: ["1.27"]',
+        "    tags: {exact: ['1.27', '1.28-rc1'], semver: '^1', exclude: [rc]}",
+        "images[0].tags.exact[1]",
+        10,
+        "exact tag '1.28-rc1' is also excluded by 'rc': remove one of them",
+    ),
+    case(
+        "latest-zero",
+        '    tags: ["1.27"]',
+        "    tags: {semver: '^1', latest: 0}",
+        "images[0].tags.latest",
+        10,
+        "greater than or equal to 1",
+    ),
+    case(
+        "selector-empty",
+        '    tags: ["1.27"]',
+        "    tags: {prerelease: false}",
+        "images[0].tags.exact",
+        10,
+        "selects no tag: list exact tags, or give semver, include or latest",
+    ),
+    case(
+        "duplicate-image-selector",
+        '    tags: ["1.27"]',
+        "    tags: {semver: '^1'}\n  - image: docker.io/nginx\n    tags: {semver: '^1'}",
+        "images[1].image",
+        11,
+        "duplicate of images[0] ('nginx'): both are docker.io/library/nginx with the same tags",
+    ),
     case("bad-name", "name: demo", "name: Demo Images", "name", 1, "must be 1-63 lowercase letters"),
     case("repeated-yaml-key", "", "name: other", "name", 11, "key repeated (first on line 1)"),
 ]
@@ -543,3 +640,45 @@ def test_load_manifests_on_a_missing_directory(tmp_path):
     loaded, failed = load_manifests(tmp_path / "nope")
     assert loaded == []
     assert str(failed[0]) == f"{tmp_path / 'nope'}: not a directory"
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        (None, "rules[4].custom_role_arn: the upstream registry is in another account than 012345678901"),
+        (
+            "arn:aws:iam::111122223333:role/ecr-ptc",
+            "rules[4].custom_role_arn: the role must be in the target account 012345678901",
+        ),
+    ],
+)
+def test_a_cross_account_ecr_upstream_needs_a_role_of_the_target_account(tmp_path, role, message):
+    old = "    custom_role_arn: arn:aws:iam::012345678901:role/ecr-ptc\n"
+    text = FULL.replace(old, f"    custom_role_arn: {role}\n" if role else "")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, text))
+    assert message in str(info.value)
+    assert str(info.value).startswith(f"{tmp_path / 'demo.yaml'}:")
+
+
+def test_a_same_account_ecr_upstream_needs_no_role(tmp_path):
+    text = FULL.replace("111122223333.dkr.ecr.us-east-1", "012345678901.dkr.ecr.us-east-1").replace(
+        "    custom_role_arn: arn:aws:iam::012345678901:role/ecr-ptc\n", ""
+    )
+    manifest = load_manifest(
+        write(tmp_path, text.replace("  - image: 111122223333", "  - image: 012345678901"))
+    )
+    assert manifest.rules[4].custom_role_arn is None
+
+
+def test_selectors_load_with_their_filters(tmp_path):
+    text = BASE.replace(
+        '    tags: ["1.27"]',
+        "    tags:\n      exact: [mainline]\n      semver: '>=1.26,<2'\n"
+        "      include: ['-alpine$']\n      exclude: ['perl']\n      latest: 2\n      prerelease: true",
+    )
+    selector = load_manifest(write(tmp_path, text)).images[0].tags
+    assert selector is not None and selector.needs_listing
+    assert selector.describe() == (
+        "semver '>=1.26,<2', include ['-alpine$'], exclude ['perl'], latest 2, prerelease true"
+    )

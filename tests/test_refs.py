@@ -1,7 +1,9 @@
 import pickle
 
 import pytest
+import yaml
 
+from ecr_mirror.manifest import SECRET_REQUIRED, Manifest, ManifestError, load_manifest
 from ecr_mirror.refs import (
     DEFAULT_UPSTREAM_URL,
     ImageRef,
@@ -172,3 +174,101 @@ def test_invalid_reference_survives_pickling():
     error = pickle.loads(pickle.dumps(InvalidReference("Nginx", "must be lowercase")))
     assert str(error) == "invalid image reference 'Nginx': must be lowercase"
     assert (error.text, error.reason) == ("Nginx", "must be lowercase")
+
+
+# Every upstream ECR documents (CreatePullThroughCacheRule, "Sync an upstream registry"): the rule
+# a manifest needs, the repository ECR caches an image in, and the credential the rule takes.
+UPSTREAMS = [
+    # (image, rule, ECR repository)
+    ("nginx", {"upstream": "docker-hub", "credential_secret": "ecr-pullthroughcache/dh"}, "up/library/nginx"),
+    ("public.ecr.aws/nginx/nginx", {"upstream": "ecr-public"}, "up/nginx/nginx"),
+    ("registry.k8s.io/pause", {"upstream": "k8s"}, "up/pause"),
+    ("quay.io/prometheus/prometheus", {"upstream": "quay"}, "up/prometheus/prometheus"),
+    (
+        "ghcr.io/org/app",
+        {"upstream": "github-container-registry", "credential_secret": "ecr-pullthroughcache/gh"},
+        "up/org/app",
+    ),
+    (
+        "registry.gitlab.com/group/project/img",
+        {"upstream": "gitlab-container-registry", "credential_secret": "ecr-pullthroughcache/gl"},
+        "up/group/project/img",
+    ),
+    (
+        "myreg.azurecr.io/team/app",
+        {
+            "upstream": "azure-container-registry",
+            "upstream_url": "myreg.azurecr.io",
+            "credential_secret": "ecr-pullthroughcache/acr",
+        },
+        "up/team/app",
+    ),
+    (
+        f"{ECR_HOST}/team-a/app",
+        {
+            "upstream": "ecr",
+            "upstream_url": ECR_HOST,
+            "upstream_repository_prefix": "team-a",
+            "custom_role_arn": "arn:aws:iam::123456789012:role/ptc",
+        },
+        "up/app",
+    ),
+    (
+        "cgr.dev/chainguard/static",
+        {"upstream": "chainguard", "credential_secret": "ecr-pullthroughcache/cg"},
+        "up/chainguard/static",
+    ),
+]
+
+
+def _manifest(image: str, rules: list[dict]) -> dict:
+    return {
+        "name": "upstreams",
+        "target": {"region": "eu-west-1"},
+        "rules": rules,
+        "images": [{"image": image, "tags": ["1"]}],
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "rule", "repository"), UPSTREAMS, ids=[r["upstream"] for _, r, _ in UPSTREAMS]
+)
+def test_every_upstream_maps_as_ecr_does(image, rule, repository):
+    manifest = Manifest.model_validate(_manifest(image, [{"prefix": "up", **rule}]))
+    assert manifest.cache_repository(manifest.images[0].ref) == repository
+    assert manifest.rules[0].url == (
+        rule.get("upstream_url") or DEFAULT_UPSTREAM_URL[UpstreamKind(rule["upstream"])]
+    )
+
+
+def test_the_upstreams_that_take_a_secret_are_those_ecr_documents():
+    # ECR Public, k8s and Quay need no authentication; a private ECR upstream uses an IAM role
+    assert {kind.value for kind in SECRET_REQUIRED} == {
+        "docker-hub",
+        "github-container-registry",
+        "gitlab-container-registry",
+        "azure-container-registry",
+        "chainguard",
+    }
+    assert {rule["upstream"] for _, rule, _ in UPSTREAMS} == {kind.value for kind in UpstreamKind}
+
+
+@pytest.mark.parametrize(
+    ("image", "rule", "repository"), UPSTREAMS, ids=[r["upstream"] for _, r, _ in UPSTREAMS]
+)
+def test_an_image_whose_upstream_has_no_rule_is_a_manifest_error(tmp_path, image, rule, repository):
+    other = (
+        {"prefix": "up", "upstream": "quay"}
+        if rule["upstream"] != "quay"
+        else {"prefix": "up", "upstream": "k8s"}
+    )
+    path = tmp_path / "m.yaml"
+    path.write_text(yaml.safe_dump(_manifest(image, [other]), sort_keys=False))
+    with pytest.raises(ManifestError) as info:
+        load_manifest(path)
+    needs = f"add a rule with upstream: {rule['upstream']}"
+    if rule.get("upstream_url"):
+        needs += f" and upstream_url: {rule['upstream_url']}"
+    assert str(info.value) == (
+        f"{path}:8: images[0].image: no rule caches image {parse_image(image).name!r}: {needs}"
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -21,6 +22,8 @@ from sandbox.upstream import (
     seed_image,
     start_registry,
 )
+
+EXAMPLE_PINS = Path(__file__).resolve().parents[1] / "config" / "manifests" / "monitoring.yaml"
 
 pytestmark = pytest.mark.skipif(
     not (shutil.which("docker-registry") and shutil.which("skopeo")),
@@ -142,7 +145,11 @@ def test_seed_demo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
         images = seed_demo({"registry-1.docker.io": hub.url, "quay.io": quay.url})
         assert [i.ref for i in images] == [f"{repo}:{tag}" for _, repo, tag, *_ in DEMO_IMAGES]
         tags = httpx.get(f"{quay.url}/v2/prometheus/prometheus/tags/list").json()["tags"]
-        assert sorted(tags) == ["v2.55.1", "v3.1.0"]
+        assert sorted(tags) == sorted(t for _, repo, t, *_ in DEMO_IMAGES if repo == "prometheus/prometheus")
+        # the pins of the example manifest are digests the demo seeds
+        pins = re.findall(r"image: quay\.io/(\S+?)(?::\S+)?@(sha256:\w+)", EXAMPLE_PINS.read_text())
+        seeded = {(i.repository, i.digest) for i in images}
+        assert len(pins) == 2 and set(pins) <= seeded
         main(["--registry", f"registry-1.docker.io={hub.url}", "--registry", f"quay.io={quay.url}"])
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"registry-1.docker.io/library/nginx:1.27 {images[0].digest}"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import types
 import typing
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -38,6 +40,7 @@ from ecr_mirror.refs import (
     upstream_kind,
 )
 from ecr_mirror.refs import cache_repository as _cache_repository
+from ecr_mirror.tags import parse_range
 
 PTC_UNAVAILABLE_REGIONS = frozenset({"cn-north-1", "cn-northwest-1", "us-gov-east-1", "us-gov-west-1"})
 SECRET_REQUIRED = frozenset(
@@ -54,9 +57,8 @@ credentials and a private ECR upstream uses IAM (custom_role_arn), so a secret o
 
 _REGION_RE = re.compile(r"^[a-z]{2}(?:-[a-z]+)+-[0-9]+$")
 _ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
-_PREFIX_RE = re.compile(
-    r"^(?:[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*|ROOT)$"
-)
+# CreatePullThroughCacheRule's ecrRepositoryPrefix pattern, less the trailing "/" (refused apart)
+_PREFIX_RE = re.compile(r"^(?:(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*|ROOT)$")
 _SNS_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[\w-]{1,256}$")
 _SECRET_RE = re.compile(r"^ecr-pullthroughcache/[a-zA-Z0-9/_+=.@-]+$")
 _ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
@@ -99,7 +101,7 @@ def _prefix_problem(value: str) -> str | None:
     if not 2 <= len(value) <= 30 or not _PREFIX_RE.fullmatch(value):
         return (
             f"{value!r} does not match ECR's prefix pattern: 2-30 characters, lowercase path components "
-            "of letters and digits separated by '.', '_', '__' or '-', joined by '/', or ROOT"
+            "of letters and digits separated by single '.', '_' or '-', joined by '/', or ROOT"
         )
     return None
 
@@ -132,7 +134,18 @@ def _positive(value: timedelta) -> timedelta:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_positive)]
+_DURATION_SCHEMA = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^(\d+d)?(\d+h)?(\d+m)?(\d+s)?$", "examples": ["45m", "1h30m"]},
+        {"type": "number", "description": "seconds"},
+    ]
+}
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(_parse_duration),
+    AfterValidator(_positive),
+    WithJsonSchema(_DURATION_SCHEMA),
+]
 
 
 def _check_platforms(value: list[str] | None) -> list[str] | None:
@@ -179,22 +192,54 @@ class Target(_Model):
         return value
 
 
+TagMutability = Literal["MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUTABLE_WITH_EXCLUSION"]
+
+#: a JSON policy written inline (a mapping) or the path of a JSON file, relative to the manifest file
+PolicySource = dict[str, Any] | str
+
+
 class TemplateSpec(_Model):
     """Repository creation template for a rule's prefix; applies only to repositories ECR creates later.
 
     IMMUTABLE stops ECR from refreshing a cached tag (containers-roadmap #2275): use it for digest-style tags.
+    The ``*_WITH_EXCLUSION`` settings take wildcard filters in ``tag_mutability_exclusions`` (tags
+    matching them are the exception to the setting).
     """
 
-    tag_mutability: Literal["MUTABLE", "IMMUTABLE"] = "MUTABLE"
+    tag_mutability: TagMutability = "MUTABLE"
+    tag_mutability_exclusions: list[str] = []
     encryption_type: Literal["AES256", "KMS"] = "AES256"
     kms_key: str | None = None
+    lifecycle_policy: PolicySource | None = None
+    repository_policy: PolicySource | None = None
     resource_tags: dict[str, str] = {}
+    description: str | None = Field(default=None, max_length=256)
 
     @model_validator(mode="after")
     def _check_kms(self) -> TemplateSpec:
+        problems: list[_Problem] = []
         if self.kms_key is not None and self.encryption_type != "KMS":
-            _raise_at("TemplateSpec", [(("kms_key",), "kms_key needs encryption_type: KMS", self.kms_key)])
+            problems.append((("kms_key",), "kms_key needs encryption_type: KMS", self.kms_key))
+        excluding = self.tag_mutability.endswith("_WITH_EXCLUSION")
+        if excluding and not self.tag_mutability_exclusions:
+            problems.append(
+                (("tag_mutability_exclusions",), f"{self.tag_mutability} needs at least one filter", None)
+            )
+        if not excluding and self.tag_mutability_exclusions:
+            problems.append(
+                (
+                    ("tag_mutability_exclusions",),
+                    "applies to MUTABLE_WITH_EXCLUSION or IMMUTABLE_WITH_EXCLUSION only",
+                    self.tag_mutability_exclusions,
+                )
+            )
+        _raise_at("TemplateSpec", problems)
         return self
+
+    @property
+    def makes_immutable(self) -> bool:
+        """Some or all tags of the repositories it creates are immutable: ECR cannot refresh those."""
+        return self.tag_mutability != "MUTABLE"
 
 
 class Rule(_Model):
@@ -207,6 +252,8 @@ class Rule(_Model):
     upstream_repository_prefix: str | None = None
     custom_role_arn: str | None = None
     manage: bool = True
+    #: a changed upstream URL or upstream prefix may delete and recreate the rule in ECR
+    allow_replace: bool = False
     template: TemplateSpec | None = None
 
     @field_validator("prefix", "upstream_repository_prefix")
@@ -308,9 +355,27 @@ class Rule(_Model):
 
 
 class TagSelector(_Model):
-    """Which upstream tags of an image to mirror. A YAML list under `tags:` means `{exact: [...]}`."""
+    """Which upstream tags of an image to mirror (docs/manifest.md). A YAML list under `tags:` means
+    `{exact: [...]}`.
 
-    exact: list[str] = []
+    `exact` tags are always mirrored and need no upstream tag list. `semver`, `include` and `latest`
+    select from the upstream tag list, in this order: semver -> include -> exclude -> latest N.
+    """
+
+    exact: list[str] = Field(default=[], description="tags mirrored as written, whatever the filters say")
+    semver: str | None = Field(
+        default=None, description="version range: npm style '^2.50 || ^3' or PEP 440 style '>=3.11,<3.14'"
+    )
+    include: list[str] = Field(
+        default=[], description="regular expressions (re.search, anchor with ^ and $): keep tags matching one"
+    )
+    exclude: list[str] = Field(
+        default=[], description="regular expressions (re.search): drop tags matching one"
+    )
+    latest: int | None = Field(
+        default=None, ge=1, description="keep the tags of the N highest versions left by the other filters"
+    )
+    prerelease: bool = Field(default=False, description="let semver and latest select rc, beta, alpha, ...")
 
     @field_validator("exact", mode="before")
     @classmethod
@@ -340,11 +405,73 @@ class TagSelector(_Model):
         _raise_at("TagSelector", problems)
         return value
 
+    @field_validator("semver", mode="before")
+    @classmethod
+    def _check_semver_type(cls, value: object) -> object:
+        if hint := _quote_hint(value):
+            raise _invalid(f"must be a string{hint}")
+        return value
+
+    @field_validator("semver")
+    @classmethod
+    def _check_semver(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_range(value)
+            except ValueError as exc:
+                raise _invalid(str(exc)) from None
+        return value
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _check_patterns(cls, value: list[str]) -> list[str]:
+        problems: list[_Problem] = []
+        for i, pattern in enumerate(value):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                problems.append(((i,), f"{pattern!r} is not a valid regular expression: {exc}", pattern))
+        _raise_at("TagSelector", problems)
+        return value
+
     @model_validator(mode="after")
     def _check_selects(self) -> TagSelector:
-        if not self.exact:
-            _raise_at("TagSelector", [(("exact",), "selects no tag: list at least one", self.exact)])
+        problems: list[_Problem] = []
+        if not self.exact and not self.needs_listing:
+            if self.exclude:
+                message = (
+                    "exclude alone would mirror every other upstream tag (thousands on Docker Hub): "
+                    "add semver, include or latest to say what to mirror"
+                )
+                problems.append((("exclude",), message, self.exclude))
+            else:
+                message = "selects no tag: list exact tags, or give semver, include or latest"
+                problems.append((("exact",), message, self.exact))
+        if self.prerelease and self.semver is None and self.latest is None:
+            message = "applies to semver and latest only: add one of them or remove prerelease"
+            problems.append((("prerelease",), message, self.prerelease))
+        for i, tag in enumerate(self.exact):
+            if hit := next((p for p in self.exclude if re.search(p, tag)), None):
+                message = f"exact tag {tag!r} is also excluded by {hit!r}: remove one of them"
+                problems.append((("exact", i), message, tag))
+        _raise_at("TagSelector", problems)
         return self
+
+    @property
+    def needs_listing(self) -> bool:
+        """Whether resolving this selector needs the upstream tag list (anything beyond exact tags)."""
+        return self.semver is not None or bool(self.include) or self.latest is not None
+
+    def describe(self) -> str:
+        """The filter part as the manifest writes it, e.g. "semver '^3', exclude ['rc'], latest 2"."""
+        parts = [
+            f"semver {self.semver!r}" if self.semver is not None else "",
+            f"include {self.include}" if self.include else "",
+            f"exclude {self.exclude}" if self.exclude else "",
+            f"latest {self.latest}" if self.latest is not None else "",
+            "prerelease true" if self.prerelease else "",
+        ]
+        return ", ".join(part for part in parts if part) or "exact tags only"
 
 
 class ImageSpec(_Model):
@@ -407,7 +534,7 @@ class Defaults(ImageSettings):
     concurrency: int = Field(default=8, ge=1, le=64)
     batch_size: int = Field(default=50, ge=1, le=1000)
     #: execution_timeout of every task (a batch task that runs longer fails and retries)
-    execution_timeout: Duration = timedelta(hours=1)
+    execution_timeout: Duration = Field(default=timedelta(hours=1), json_schema_extra={"default": "1h"})
 
     @model_validator(mode="after")
     def _check_delays(self) -> Defaults:
@@ -501,7 +628,8 @@ class Manifest(_Model):
                 )
             prefixes.setdefault(rule.prefix, i)
             routes.setdefault(route, i)
-        seen: dict[tuple[str, str | None, frozenset[str]], int] = {}
+            problems += self._ecr_role_problems(i, rule)
+        seen: dict[tuple[str, str | None, str | None], int] = {}
         for i, spec in enumerate(self.images):
             ref = spec.ref
             try:
@@ -509,7 +637,7 @@ class Manifest(_Model):
             except (LookupError, InvalidReference) as exc:
                 problems.append((("images", i, "image"), str(exc), spec.image))
                 continue
-            key = (ref.name, ref.digest, frozenset(spec.tags.exact if spec.tags else ()))
+            key = (ref.name, ref.digest, spec.tags.model_dump_json() if spec.tags else None)
             if key in seen:
                 first = self.images[seen[key]].image
                 problems.append(
@@ -523,6 +651,23 @@ class Manifest(_Model):
             seen.setdefault(key, i)
         _raise_at("Manifest", problems)
         return self
+
+    def _ecr_role_problems(self, index: int, rule: Rule) -> list[_Problem]:
+        """ECR documents customRoleArn as a role in the caching account, needed across accounts."""
+        account = self.target.registry_id
+        if rule.upstream is not UpstreamKind.ECR or account is None:
+            return []
+        role = rule.custom_role_arn
+        if role is not None and role.split(":")[4] != account:
+            message = f"the role must be in the target account {account} (target.registry_id)"
+            return [(("rules", index, "custom_role_arn"), message, role)]
+        if role is None and rule.url.split(".")[0] != account:
+            message = (
+                f"the upstream registry is in another account than {account}: ECR needs custom_role_arn, "
+                "a role in the target account that may pull from it"
+            )
+            return [(("rules", index, "custom_role_arn"), message, None)]
+        return []
 
     def image_settings(self, index: int) -> ImageSettings:
         """The effective settings of images[index]: its overrides over `defaults`."""
@@ -572,6 +717,25 @@ class Manifest(_Model):
         return _cache_repository(ref, rule.prefix, rule.upstream_repository_prefix)
 
 
+def manifest_json_schema() -> dict[str, Any]:
+    """The JSON Schema of a manifest file (config/manifest.schema.json), generated from the model.
+
+    Editors use it through `# yaml-language-server: $schema=...`; the loader stays the authority
+    (cross-field checks such as rules vs images are not in the schema).
+    """
+    schema = Manifest.model_json_schema()
+    selector = {"$ref": "#/$defs/TagSelector"}
+    shorthand = {"type": "array", "items": {"type": "string"}, "description": "shorthand for {exact: [...]}"}
+    schema["$defs"]["ImageSpec"]["properties"]["tags"] = {
+        "anyOf": [shorthand, selector, {"type": "null"}],
+        "description": "the tags to mirror: a list of exact tags, or a selector",
+    }
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        **schema,
+    }
+
+
 @dataclass(frozen=True)
 class FieldError:
     """One problem in a manifest file. `loc` is a path such as "images[2].tags.exact[0]" ("" for the file)."""
@@ -613,13 +777,23 @@ def load_manifests(directory: Path) -> tuple[list[tuple[Path, Manifest]], list[M
     """
     if not directory.is_dir():
         return [], [ManifestError(directory, [FieldError("", "not a directory")])]
-    loaded: list[tuple[Path, Manifest]] = []
-    failed: list[ManifestError] = []
-    owners: dict[str, Path] = {}
-    paths = sorted(
+    return load_paths(manifest_files(directory))
+
+
+def manifest_files(directory: Path) -> list[Path]:
+    """The manifest files of a folder: *.yaml and *.yml by name, dot files left out."""
+    return sorted(
         (p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and not p.name.startswith(".")),
         key=lambda p: p.name,
     )
+
+
+def load_paths(paths: Iterable[Path]) -> tuple[list[tuple[Path, Manifest]], list[ManifestError]]:
+    """Load manifest files in the order given; a bad file never stops the others, and a manifest
+    whose DAG id an earlier file already has is an error."""
+    loaded: list[tuple[Path, Manifest]] = []
+    failed: list[ManifestError] = []
+    owners: dict[str, Path] = {}
     for path in paths:
         try:
             manifest, root = _load(path)
@@ -628,7 +802,8 @@ def load_manifests(directory: Path) -> tuple[list[tuple[Path, Manifest]], list[M
             continue
         first = owners.get(manifest.dag_id)
         if first is not None:
-            message = f"{manifest.name!r} gives DAG id {manifest.dag_id}, already used by {first.name}"
+            owner = first.name if first.parent == path.parent else str(first)
+            message = f"{manifest.name!r} gives DAG id {manifest.dag_id}, already used by {owner}"
             failed.append(ManifestError(path, [FieldError("name", message, _locate(root, ("name",))[1])]))
             continue
         owners[manifest.dag_id] = path
