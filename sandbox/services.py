@@ -96,7 +96,9 @@ def start_sandbox(state: Path) -> Sandbox:
         stack.callback(moto.stop)
         secrets_url = f"http://127.0.0.1:{port}"
         _create_secret(secrets_url)
-        emulator = start_emulator(state / "ecr", upstreams, account=ACCOUNT, region=REGION)
+        emulator = start_emulator(
+            state / "ecr", upstreams, account=ACCOUNT, region=REGION, secrets_endpoint=secrets_url
+        )
         stack.callback(emulator.stop)
     except BaseException:
         stack.close()

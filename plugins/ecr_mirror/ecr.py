@@ -7,13 +7,18 @@ code talks to real ECR or to the sandbox emulator (connection extra ``endpoint_u
 
 from __future__ import annotations
 
+import fnmatch
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.settings import get_settings
+
+if TYPE_CHECKING:
+    from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
 #: renew the registry login this long before ECR's 12 h token expires
 _LOGIN_MARGIN = timedelta(minutes=15)
@@ -31,6 +36,23 @@ class CachedImages:
         if reference.startswith("sha256:"):
             return reference if reference in self.digests else None
         return self.tags.get(reference)
+
+
+@dataclass(frozen=True)
+class Mutability:
+    """A repository's ``imageTagMutability`` and its wildcard exclusion filters."""
+
+    setting: str
+    exclusions: tuple[str, ...] = ()
+
+    def immutable(self, tag: str) -> bool:
+        """Whether ``tag`` is immutable (API_ImageTagMutabilityExclusionFilter.html: ``*`` wildcards)."""
+        excluded = any(fnmatch.fnmatchcase(tag, pattern) for pattern in self.exclusions)
+        if self.setting == "IMMUTABLE":
+            return True
+        if self.setting == "IMMUTABLE_WITH_EXCLUSION":
+            return not excluded
+        return self.setting == "MUTABLE_WITH_EXCLUSION" and excluded
 
 
 class EcrTarget:
@@ -91,9 +113,33 @@ class EcrTarget:
                 self._registry.close()
                 self._registry = None
 
-    def secret_arn(self, name: str) -> str:
-        """The full ARN of a Secrets Manager secret (PTC rules take the ARN, manifests the name)."""
+    @cached_property
+    def secrets(self) -> SecretsManagerHook:
+        """Secrets Manager in the target's region, through the same connection as ECR."""
         from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
-        hook = SecretsManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region)
-        return hook.conn.describe_secret(SecretId=name)["ARN"]
+        return SecretsManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region)
+
+    def mutability(self, repository: str) -> Mutability:
+        """The repository's tag mutability (describe_repositories)."""
+        repo = self.client.describe_repositories(repositoryNames=[repository], **self._ids())["repositories"][
+            0
+        ]
+        filters = tuple(f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters", []))
+        return Mutability(repo.get("imageTagMutability", "MUTABLE"), filters)
+
+    def image_detail(self, repository: str, tag: str) -> dict[str, Any]:
+        """describe_images of one tag (push and last recorded pull times)."""
+        ids = [{"imageTag": tag}]
+        return self.client.describe_images(repositoryName=repository, imageIds=ids, **self._ids())[
+            "imageDetails"
+        ][0]
+
+    def delete_tag(self, repository: str, tag: str) -> None:
+        """batch_delete_image of one tag; raises RuntimeError with ECR's failure reason."""
+        answer = self.client.batch_delete_image(
+            repositoryName=repository, imageIds=[{"imageTag": tag}], **self._ids()
+        )
+        if failures := answer.get("failures"):
+            reasons = "; ".join(f"{f.get('failureCode')}: {f.get('failureReason')}" for f in failures)
+            raise RuntimeError(f"ECR did not delete {repository}:{tag}: {reasons}")

@@ -22,10 +22,6 @@ class Action(StrEnum):
     FAILED = "failed"
 
 
-#: actions that make the run pull the tag through the cache
-PULL_ACTIONS = frozenset({Action.MISSING, Action.DRIFTED})
-
-
 @dataclass
 class PlanItem:
     tag: TagRef
@@ -34,6 +30,10 @@ class PlanItem:
     cached_digest: str | None = None
     error: str | None = None
     planned_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # the image's effective settings for the pull (manifest, then the run's overrides)
+    platforms: list[str] | None = None
+    on_drift: str = "repull"
+    warm_layers: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -43,6 +43,9 @@ class PlanItem:
             "cached_digest": self.cached_digest,
             "error": self.error,
             "planned_at": self.planned_at.isoformat(),
+            "platforms": self.platforms,
+            "on_drift": self.on_drift,
+            "warm_layers": self.warm_layers,
         }
 
     @classmethod
@@ -54,6 +57,9 @@ class PlanItem:
             cached_digest=data.get("cached_digest"),
             error=data.get("error"),
             planned_at=datetime.fromisoformat(data["planned_at"]),
+            platforms=data.get("platforms"),
+            on_drift=data.get("on_drift", "repull"),
+            warm_layers=data.get("warm_layers", False),
         )
 
 

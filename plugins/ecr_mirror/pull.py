@@ -1,35 +1,58 @@
-"""The pull through trigger and its verification.
+"""The pull through trigger, drift policies, platform subsets, verification and layer warming.
 
 A manifest GET on the ECR registry endpoint is what makes the pull through cache import a tag
 (the documented trigger: a registry pull). Afterwards ECR's own listing must show the upstream
-digest for the tag; within ECR's 24 h refresh window a drifted tag may still show the old digest.
+digest for the tag. ECR re-checks a cached tag upstream at most once per 24 h and no API forces
+it (containers-roadmap #2254), hence the per-tag ``on_drift`` policy:
+
+- ``report``: record the drift, pull nothing;
+- ``repull``: pull; within the window ECR still serves the old digest (``stale``);
+- ``evict-and-repull``: delete the cached tag (``batch_delete_image``), pull again, verify.
+
+A drifted tag that is immutable in its repository is never refreshed by ECR (containers-roadmap
+#2275) and never deleted by this project: ``blocked_immutable``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
 
-from ecr_mirror.ecr import CachedImages
-from ecr_mirror.plan import PULL_ACTIONS, Action, PlanItem, list_repositories
-from ecr_mirror.registry import RegistryClient
+from ecr_mirror.ecr import EcrTarget, Mutability
+from ecr_mirror.plan import Action, PlanItem, list_repositories
+from ecr_mirror.registry import FetchedManifest
+
+REFRESH_WINDOW = timedelta(hours=24)
 
 
 class Status:
-    """Outcome of one tag in a run (the audit's ``status`` column)."""
+    """Outcome of one tag in a run (the audit's ``status`` column). Only ``failed`` fails a run."""
 
     OK = "ok"  # already cached with the upstream digest
     PULLED = "pulled"  # pulled through the cache and verified
     STALE = "stale"  # ECR still serves the old digest (its 24 h refresh window)
+    DRIFT_REPORTED = "drift_reported"  # drifted, on_drift: report (nothing pulled)
+    BLOCKED_IMMUTABLE = "blocked_immutable"  # drifted, but the tag is immutable in ECR: untouched
+    PLANNED = "planned"  # dry run: the note says what the run would do
     FAILED = "failed"
 
 
 #: the message recorded with a stale tag
 STALE_NOTE = (
     "ECR still serves {cached} while upstream has {upstream}: ECR re-checks a cached tag upstream at most "
-    "once per 24 h from its last pull, so the refresh comes with a pull after that window"
+    "once per 24 h, so the refresh comes with a pull {when} (or use on_drift: evict-and-repull)"
 )
+
+
+class WarmedBlobs(Protocol):
+    """Which blobs of a repository were already warmed (the audit store)."""
+
+    def warmed(self, repository: str) -> set[str]: ...
+
+    def mark_warmed(self, repository: str, sizes: dict[str, int]) -> None: ...
 
 
 @dataclass
@@ -38,53 +61,254 @@ class Outcome:
     status: str
     cached_digest_after: str | None
     error: str | None = None
+    platform_digests: dict[str, str] | None = None
+    warmed_bytes: int | None = None
 
 
-def _verify(item: PlanItem, cached_after: str | None) -> Outcome:
-    upstream = item.upstream_digest
-    if cached_after == upstream:
-        return Outcome(item, Status.PULLED, cached_after)
-    if item.action is Action.DRIFTED and cached_after == item.cached_digest:
-        note = STALE_NOTE.format(cached=cached_after, upstream=upstream)
-        return Outcome(item, Status.STALE, cached_after, note)
-    error = f"after the pull ECR has {cached_after or 'nothing'} for this tag, upstream has {upstream}"
-    return Outcome(item, Status.FAILED, cached_after, error)
+@dataclass
+class _Pulled:
+    """What the trigger brought: the top manifest and the image manifests selected under it."""
+
+    top: FetchedManifest
+    images: dict[str, FetchedManifest] = field(default_factory=dict)  # digest -> image manifest
+    platform_digests: dict[str, str] | None = None
 
 
-def pull_batch(
-    items: Sequence[PlanItem],
-    registry: Callable[[], RegistryClient],
-    cached_images: Callable[[str], CachedImages],
-    concurrency: int,
-) -> list[Outcome]:
-    """Pull what the plan says to pull, then verify against ECR; one outcome per item, in order."""
+def refresh_hint(detail: dict[str, Any]) -> str:
+    """When ECR will next look upstream for a stale tag, as far as describe_images tells.
 
-    def trigger(item: PlanItem) -> str | None:
+    AWS times the re-check from the last upstream check, which it does not expose; the image's
+    push time (when ECR cached it) is a lower bound of that check, the pull just made an upper one.
+    """
+    pushed: datetime | None = detail.get("imagePushedAt")
+    now: datetime | None = detail.get("lastRecordedPullTime")
+    if pushed is None or now is None:
+        return "within 24 h of the last pull"
+    latest = (now + REFRESH_WINDOW).strftime("%Y-%m-%d %H:%M UTC")
+    if now - pushed < REFRESH_WINDOW:
+        earliest = (pushed + REFRESH_WINDOW).strftime("%Y-%m-%d %H:%M UTC")
+        return f"after {earliest} (24 h after ECR cached this image) and by {latest} at the latest"
+    return f"within 24 h of the last pull, by {latest} at the latest"
+
+
+def match_platform(wanted: str, children: Sequence[tuple[str, str]]) -> str | None:
+    """The child digest for ``os/arch[/variant]``; without a variant any variant of os/arch matches."""
+    exact = next((digest for platform, digest in children if platform == wanted), None)
+    if exact or wanted.count("/") == 2:
+        return exact
+    return next((digest for platform, digest in children if platform.rsplit("/", 1)[0] == wanted), None)
+
+
+class Puller:
+    """Pulls, verifies and warms one batch of planned tags against one ECR target."""
+
+    def __init__(
+        self,
+        target: EcrTarget,
+        warmed: WarmedBlobs,
+        concurrency: int,
+        *,
+        dry_run: bool = False,
+        force: bool = False,
+    ) -> None:
+        self.target = target
+        self.warmed = warmed
+        self.concurrency = concurrency
+        self.dry_run = dry_run
+        self.force = force
+
+    def run(self, items: Sequence[PlanItem]) -> list[Outcome]:
+        """One outcome per item, in order; one tag's failure never stops the others."""
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            intents = self._decide(items, pool)
+            outcomes = {key: value for key, value in intents.items() if isinstance(value, Outcome)}
+            to_pull = [item for item in items if id(item) not in outcomes]
+            pulled = dict(zip(map(id, to_pull), pool.map(self._trigger, to_pull), strict=True))
+            repositories = {i.tag.cache_repository for i in to_pull if isinstance(pulled[id(i)], _Pulled)}
+            listings = list_repositories(sorted(repositories), self.target.cached_images, pool)
+            warm: list[tuple[PlanItem, _Pulled]] = []
+            for item in to_pull:
+                result = pulled[id(item)]
+                if isinstance(result, str):
+                    outcomes[id(item)] = Outcome(item, Status.FAILED, item.cached_digest, result)
+                    continue
+                outcome = self._verify(item, result, listings[item.tag.cache_repository])
+                outcomes[id(item)] = outcome
+                if item.warm_layers and outcome.status == Status.PULLED:
+                    warm.append((item, result))
+            self._warm(warm, outcomes, pool)
+        return [outcomes[id(item)] for item in items]
+
+    # -- what to do with each tag ------------------------------------------------------------
+
+    def _decide(self, items: Sequence[PlanItem], pool: ThreadPoolExecutor) -> dict[int, Outcome | str]:
+        """An outcome for tags that need no pull, else the intent: "pull" or "evict"."""
+        drifted = sorted(
+            {i.tag.cache_repository for i in items if i.action is Action.DRIFTED and i.on_drift != "report"}
+        )
+        mutability = dict(zip(drifted, pool.map(self._mutability, drifted), strict=True))
+        decided: dict[int, Outcome | str] = {}
+        for item in items:
+            decided[id(item)] = self._intent(item, mutability.get(item.tag.cache_repository))
+        return decided
+
+    def _mutability(self, repository: str) -> Mutability | Exception:
         try:
-            registry().get_manifest(item.tag.cache_repository, item.tag.reference)
+            return self.target.mutability(repository)
+        except Exception as exc:  # recorded on each tag of the repository
+            return exc
+
+    def _intent(self, item: PlanItem, mutability: Mutability | Exception | None) -> Outcome | str:
+        keep = item.cached_digest
+        if item.action is Action.UP_TO_DATE and not self.force:
+            return Outcome(item, Status.OK, keep)
+        if item.action in (Action.FAILED, Action.UPSTREAM_MISSING):
+            return Outcome(item, Status.FAILED, keep, item.error)
+        intent = "pull"
+        if item.action is Action.DRIFTED:
+            if item.on_drift == "report":
+                note = (
+                    f"upstream moved to {item.upstream_digest}, ECR serves {keep}; "
+                    "on_drift: report pulls nothing"
+                )
+                return Outcome(item, Status.DRIFT_REPORTED, keep, note)
+            if isinstance(mutability, Exception):
+                return Outcome(
+                    item, Status.FAILED, keep, f"reading {item.tag.cache_repository}: {mutability}"
+                )
+            if mutability is not None and mutability.immutable(item.tag.reference):
+                note = (
+                    f"tag is immutable in {item.tag.cache_repository} ({mutability.setting}): ECR never "
+                    f"refreshes it and this project never deletes it; upstream has {item.upstream_digest}"
+                )
+                return Outcome(item, Status.BLOCKED_IMMUTABLE, keep, note)
+            if item.on_drift == "evict-and-repull":
+                intent = "evict"
+        if self.dry_run:
+            what = "delete the cached tag, then pull and verify" if intent == "evict" else "pull and verify"
+            return Outcome(item, Status.PLANNED, keep, f"dry run: would {what} ({item.action})")
+        return intent
+
+    # -- pulling -----------------------------------------------------------------------------
+
+    def _trigger(self, item: PlanItem) -> _Pulled | str:
+        """Evict if the policy says so, pull the tag, then the selected platforms by digest."""
+        tag, repository = item.tag, item.tag.cache_repository
+        step = "pull through"
+        try:
+            if item.action is Action.DRIFTED and item.on_drift == "evict-and-repull":
+                step = "evicting the stale tag"
+                self.target.delete_tag(repository, tag.reference)
+                step = "pull through after the eviction"
+            registry = self.target.registry()
+            if tag.digest and tag.tag:
+                # A first pull by digest of an uncached image is reported to fail
+                # (containers-roadmap #2837): pull the tag the pin was written with first.
+                registry.get_manifest(repository, tag.tag)
+            pulled = _Pulled(registry.get_manifest(repository, tag.reference))
+            if not pulled.top.is_index:
+                pulled.images[pulled.top.digest] = pulled.top
+                return pulled
+            children = pulled.top.children()
+            if item.platforms is None:
+                return pulled
+            step = "pulling the selected platforms"
+            selected = {platform: match_platform(platform, children) for platform in item.platforms}
+            absent = [platform for platform, digest in selected.items() if digest is None]
+            if absent:
+                available = ", ".join(sorted({p for p, _ in children if p})) or "none"
+                return (
+                    f"platform {', '.join(absent)} is not in the upstream index of "
+                    f"{tag.image}:{tag.reference} (available: {available})"
+                )
+            pulled.platform_digests = {p: d for p, d in selected.items() if d}
+            for digest in pulled.platform_digests.values():
+                pulled.images[digest] = registry.get_manifest(repository, digest)
+            return pulled
         except Exception as exc:  # recorded per tag
-            return f"pull through {item.tag.cache_repository}:{item.tag.reference} failed: {exc}"
-        return None
+            return f"{step} {repository}:{tag.reference} failed: {exc}"
 
-    to_pull = [item for item in items if item.action in PULL_ACTIONS]
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        errors = dict(zip(map(id, to_pull), pool.map(trigger, to_pull), strict=True))
-        repositories = sorted({item.tag.cache_repository for item in to_pull if errors[id(item)] is None})
-        listings = list_repositories(repositories, cached_images, pool)
+    def _verify(self, item: PlanItem, pulled: _Pulled, listing: Any) -> Outcome:
+        upstream, repository = item.upstream_digest, item.tag.cache_repository
+        if isinstance(listing, Exception):
+            return Outcome(
+                item, Status.FAILED, item.cached_digest, f"verifying {repository} in ECR failed: {listing}"
+            )
+        after = listing.digest_for(item.tag.reference)
+        platforms = pulled.platform_digests
+        if after == upstream:
+            wanted = (
+                set(platforms.values()) if platforms is not None else {d for _, d in pulled.top.children()}
+            )
+            absent = sorted(wanted - listing.digests)
+            if absent:
+                error = f"ECR has the index {after} but not its manifests {', '.join(absent)}"
+                return Outcome(item, Status.FAILED, after, error, platforms)
+            return Outcome(item, Status.PULLED, after, None, platforms)
+        if item.action is Action.DRIFTED and after == item.cached_digest:
+            try:
+                when = refresh_hint(self.target.image_detail(repository, item.tag.reference))
+            except Exception:  # the hint is a courtesy; the stale status stands without it
+                when = "within 24 h of the last pull"
+            note = STALE_NOTE.format(cached=after, upstream=upstream, when=when)
+            return Outcome(item, Status.STALE, after, note, platforms)
+        error = f"after the pull ECR has {after or 'nothing'} for this tag, upstream has {upstream}"
+        return Outcome(item, Status.FAILED, after, error, platforms)
 
-    outcomes = []
-    for item in items:
-        if item.action is Action.UP_TO_DATE:
-            outcomes.append(Outcome(item, Status.OK, item.cached_digest))
-        elif item.action not in PULL_ACTIONS:
-            outcomes.append(Outcome(item, Status.FAILED, item.cached_digest, item.error))
-        elif (error := errors[id(item)]) is not None:
-            outcomes.append(Outcome(item, Status.FAILED, item.cached_digest, error))
-        else:
-            listing = listings[item.tag.cache_repository]
-            if isinstance(listing, Exception):
-                error = f"verifying {item.tag.cache_repository} in ECR failed: {listing}"
-                outcomes.append(Outcome(item, Status.FAILED, item.cached_digest, error))
-            else:
-                outcomes.append(_verify(item, listing.digest_for(item.tag.reference)))
-    return outcomes
+    # -- warming -----------------------------------------------------------------------------
+
+    def _warm(
+        self, work: list[tuple[PlanItem, _Pulled]], outcomes: dict[int, Outcome], pool: ThreadPoolExecutor
+    ) -> None:
+        """Request each blob of the pulled images once through the registry endpoint.
+
+        ECR fetches layers from upstream lazily on the first blob request (containers-roadmap
+        #2304), so a node without internet access needs them warmed. Blobs are streamed and
+        discarded; those warmed in earlier runs (the audit knows) or earlier in this batch are skipped.
+        """
+        if not work:
+            return
+        registry = self.target.registry()
+        claimed: dict[str, set[str]] = {}  # repository -> blobs warmed before or claimed by an item
+        jobs: list[tuple[PlanItem, str]] = []
+        for item, pulled in work:
+            repository = item.tag.cache_repository
+            try:
+                images = self._images_to_warm(item, pulled)
+                seen = claimed.setdefault(repository, self.warmed.warmed(repository))
+            except Exception as exc:
+                outcome = outcomes[id(item)]
+                outcome.status, outcome.error = Status.FAILED, f"warming layers failed: {exc}"
+                continue
+            for image in images:
+                doc = image.json()
+                for blob in [doc.get("config") or {}, *(doc.get("layers") or [])]:
+                    if (digest := blob.get("digest")) and digest not in seen:
+                        seen.add(digest)
+                        jobs.append((item, digest))
+            outcomes[id(item)].warmed_bytes = 0
+
+        def stream(job: tuple[PlanItem, str]) -> int | Exception:
+            item, digest = job
+            try:
+                return registry.stream_blob(item.tag.cache_repository, digest)
+            except Exception as exc:
+                return exc
+
+        done: dict[str, dict[str, int]] = {}
+        for (item, digest), result in zip(jobs, pool.map(stream, jobs), strict=True):
+            outcome = outcomes[id(item)]
+            if isinstance(result, Exception):
+                outcome.status, outcome.error = Status.FAILED, f"warming blob {digest} failed: {result}"
+                continue
+            outcome.warmed_bytes = (outcome.warmed_bytes or 0) + result
+            done.setdefault(item.tag.cache_repository, {})[digest] = result
+        for repository, sizes in done.items():
+            self.warmed.mark_warmed(repository, sizes)
+
+    def _images_to_warm(self, item: PlanItem, pulled: _Pulled) -> list[FetchedManifest]:
+        """The selected image manifests; for a whole index every child, fetched by digest from ECR."""
+        if pulled.images:
+            return list(pulled.images.values())
+        registry = self.target.registry()
+        return [registry.get_manifest(item.tag.cache_repository, d) for _, d in pulled.top.children()]

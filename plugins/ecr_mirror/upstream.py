@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.settings import get_settings
 from ecr_mirror.tags import TagRef
 
+#: the login for an upstream host, or None for anonymous access
+Credentials = Callable[[str], tuple[str, str] | None]
+
 
 class Upstreams:
     """Hands out one :class:`RegistryClient` per upstream host and reads upstream digests."""
 
-    def __init__(self) -> None:
+    def __init__(self, credentials: Credentials | None = None) -> None:
         self._settings = get_settings()
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
+        self._credentials = credentials
+
+    def use_credentials(self, credentials: Credentials) -> None:
+        """Log in to each upstream host with ``credentials(host)`` (for clients not made yet)."""
+        self._credentials = credentials
 
     def client(self, host: str) -> RegistryClient:
+        """The host's client; the first call per host reads its credentials (errors propagate)."""
         with self._lock:
             if host not in self._clients:
+                login = self._credentials(host) if self._credentials else None
                 self._clients[host] = RegistryClient(
-                    self._settings.upstream_base_url(host), timeout=self._settings.http_timeout
+                    self._settings.upstream_base_url(host),
+                    credentials=login,
+                    timeout=self._settings.http_timeout,
                 )
             return self._clients[host]
 

@@ -1,0 +1,78 @@
+"""Helpers for the issue-4 tests: manifests in code, the engine against the sandbox, AWS clients."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import yaml
+
+from ecr_mirror.audit import AuditRecord, AuditStore
+from ecr_mirror.ecr import EcrTarget
+from ecr_mirror.manifest import Manifest
+from ecr_mirror.mirror import Mirror, RunInfo, RunOptions
+from ecr_mirror.upstream import Upstreams
+
+REGION = "eu-west-1"
+
+
+def aws(sandbox: Any, service: str) -> Any:
+    url = sandbox.ecr_url if service == "ecr" else sandbox.secrets_url
+    return boto3.client(
+        service, endpoint_url=url, region_name=REGION, aws_access_key_id="x", aws_secret_access_key="y"
+    )
+
+
+def put_secret(sandbox: Any, name: str, value: Any) -> None:
+    client = aws(sandbox, "secretsmanager")
+    text = value if isinstance(value, str) else json.dumps(value)
+    try:
+        client.create_secret(Name=name, SecretString=text)
+    except client.exceptions.ResourceExistsException:
+        client.put_secret_value(SecretId=name, SecretString=text)
+
+
+def manifest(
+    name: str, rules: list[dict[str, Any]], images: list[dict[str, Any]], **defaults: Any
+) -> Manifest:
+    doc = {
+        "name": name,
+        "target": {"region": REGION},
+        "defaults": {"concurrency": 4, "retries": 0, **defaults},
+        "rules": rules,
+        "images": images,
+    }
+    return Manifest.model_validate(yaml.safe_load(yaml.safe_dump(doc)))
+
+
+def hub_rule(prefix: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "prefix": prefix,
+        "upstream": "docker-hub",
+        "credential_secret": "ecr-pullthroughcache/docker-hub",
+        **extra,
+    }
+
+
+@contextmanager
+def engine(m: Manifest, audit_url: str) -> Iterator[Mirror]:
+    target = EcrTarget("aws_default", REGION)
+    store = AuditStore(audit_url)
+    with Upstreams() as upstreams:
+        try:
+            yield Mirror(m, target, store, upstreams)
+        finally:
+            target.close()
+            store.engine.dispose()
+
+
+def mirror_run(mirror: Mirror, options: RunOptions | None = None) -> dict[str, AuditRecord]:
+    """compare + pull of every tag, as the DAG does; the rows by ``repository:tag``."""
+    options = options or RunOptions()
+    run = RunInfo(f"run-{uuid.uuid4().hex[:8]}", mirror.manifest.dag_id, mirror.manifest.name)
+    plan = mirror.compare(mirror.resolve(options), options)
+    return {f"{r.ecr_repository}:{r.tag}": r for r in mirror.pull(plan, run, options)}
