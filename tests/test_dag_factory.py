@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from airflow.sdk.exceptions import AirflowFailException
 
 from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
@@ -36,31 +37,114 @@ def test_every_example_manifest_becomes_a_dag_without_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", no_network)
     bag = dagbag(EXAMPLES, monkeypatch)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"ecr_mirror__platform_base", "ecr_mirror__monitoring"}
+    assert set(bag.dag_ids) == {"ecr_mirror__platform_base", "ecr_mirror__monitoring", "ecr_mirror__backfill"}
 
 
-def test_a_broken_manifest_does_not_stop_the_others(tmp_path, monkeypatch, caplog):
+def test_a_broken_manifest_does_not_stop_the_others_and_shows_as_a_failing_dag(tmp_path, monkeypatch, caplog):
     shutil.copy(EXAMPLES / "monitoring.yaml", tmp_path)
     (tmp_path / "broken.yaml").write_text("name: broken\ntarget: {region: eu-west-1}\nimages: [}\n")
+    (tmp_path / "no-rules.yaml").write_text("name: no-rules\ntarget: {region: eu-west-1}\nimages: []\n")
     bag = dagbag(tmp_path, monkeypatch)
-    assert set(bag.dag_ids) == {"ecr_mirror__monitoring"}
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {
+        "ecr_mirror__monitoring",
+        "ecr_mirror__backfill",
+        "ecr_mirror__invalid__broken",
+        "ecr_mirror__invalid__no_rules",
+    }
     assert "broken.yaml" in caplog.text
+    invalid = bag.dags["ecr_mirror__invalid__no_rules"]
+    assert invalid.task_ids == ["report_manifest_error"] and invalid.schedule is None
+    assert "no-rules.yaml:3: images: must list at least one entry" in invalid.doc_md
+    with pytest.raises(AirflowFailException, match=r"no-rules\.yaml:\d+: rules: required key is missing"):
+        invalid.get_task("report_manifest_error").python_callable()
 
 
-def test_task_layout_retries_and_schedule():
+def test_a_manifest_that_wants_a_shared_rule_differently_is_refused_by_name(tmp_path, monkeypatch):
+    rule = "rules: [{{prefix: hub, upstream: docker-hub, credential_secret: ecr-pullthroughcache/{}}}]\n"
+    for name, secret in (("a-first", "team-a"), ("b-second", "team-b"), ("c-agrees", "team-a")):
+        text = f"name: {name}\ntarget: {{region: eu-west-1}}\n" + rule.format(secret)
+        (tmp_path / f"{name}.yaml").write_text(text + "images: [{image: nginx, tags: ['1']}]\n")
+    bag = dagbag(tmp_path, monkeypatch)
+    assert {"ecr_mirror__a_first", "ecr_mirror__c_agrees", "ecr_mirror__invalid__b_second"} <= set(
+        bag.dag_ids
+    )
+    assert "ecr_mirror__b_second" not in bag.dag_ids
+    assert "conflicts with the same rule in a-first.yaml (credential_secret differ)" in (
+        bag.dags["ecr_mirror__invalid__b_second"].doc_md
+    )
+
+
+def test_task_layout_retries_pools_timeouts_and_schedule():
     path = EXAMPLES / "platform-base.yaml"
     dag = build_dag(load_manifest(path), path)
     assert dag.dag_id == "ecr_mirror__platform_base"
+    hub = "registry_1_docker_io"
     assert set(dag.task_ids) == {
         "ensure_rules",
         "resolve_tags",
-        "compare_digests",
-        "pull_through",
+        f"{hub}.batches",
+        f"{hub}.compare_digests",
+        f"{hub}.pull_through",
         "record_audit",
     }
-    assert dag.max_active_runs == 1 and dag.catchup is False
+    assert dag.max_active_runs == 1 and dag.catchup is False and dag.schedule == "0 */6 * * *"
     assert dag.get_task("record_audit").trigger_rule == "all_done"
-    assert dag.get_task("compare_digests").upstream_task_ids == {"resolve_tags"}
+    assert dag.get_task(f"{hub}.compare_digests").upstream_task_ids == {f"{hub}.batches"}
+    assert dag.get_task(f"{hub}.batches").upstream_task_ids == {"resolve_tags"}
     assert dag.get_task("resolve_tags").upstream_task_ids == {"ensure_rules"}
-    pull = dag.get_task("pull_through")
+    pull = dag.get_task(f"{hub}.pull_through")
     assert pull.retries == 2 and pull.retry_exponential_backoff and pull.retry_delay == timedelta(seconds=30)
+    assert pull.pool == dag.get_task(f"{hub}.compare_digests").pool == "ecr_mirror__registry_1_docker_io"
+    assert pull.execution_timeout == timedelta(hours=1)
+    assert set(dag.params) == {"images", "extra_tags", "dry_run", "force", "on_drift", "warm_layers"}
+    assert dag.deadline is None  # no sla in this manifest
+
+
+MULTI = """
+name: multi
+target: {region: eu-west-1}
+defaults: {execution_timeout: 20m}
+sla: {within: 45m, notify: [log, "arn:aws:sns:eu-west-1:123456789012:mirror-alerts"]}
+rules:
+  - {prefix: hub, upstream: docker-hub, credential_secret: ecr-pullthroughcache/docker-hub}
+  - {prefix: quay, upstream: quay}
+images:
+  - {image: nginx, tags: ["1.27"]}
+  - {image: quay.io/prometheus/prometheus, tags: ["v3.1.0"]}
+"""
+
+
+def test_each_upstream_gets_its_pool_and_the_sla_becomes_a_deadline_alert(tmp_path):
+    from airflow.sdk import DeadlineReference
+
+    from ecr_mirror.sla import on_sla_miss
+
+    path = tmp_path / "multi.yaml"
+    path.write_text(MULTI)
+    dag = build_dag(load_manifest(path), path)
+    pools = {t.task_id: t.pool for t in dag.tasks if t.task_id.endswith("pull_through")}
+    assert pools == {
+        "quay_io.pull_through": "ecr_mirror__quay_io",
+        "registry_1_docker_io.pull_through": "ecr_mirror__registry_1_docker_io",
+    }
+    assert all(t.execution_timeout == timedelta(minutes=20) for t in dag.tasks)
+    deadline = dag.deadline[0] if isinstance(dag.deadline, list) else dag.deadline
+    assert deadline.reference == DeadlineReference.DAGRUN_QUEUED_AT
+    assert deadline.interval == timedelta(minutes=45)
+    assert deadline.callback.path == f"{on_sla_miss.__module__}.{on_sla_miss.__name__}"
+    assert deadline.callback.kwargs["notify"][1].endswith(":mirror-alerts")
+    # dag.test() crashes on a deadline in Airflow 3.3.2: in-process runs build without it
+    assert build_dag(load_manifest(path), path, with_deadline=False).deadline in (None, [])
+
+
+def test_the_form_refuses_bad_values():
+    from airflow.sdk.exceptions import ParamValidationError
+
+    path = EXAMPLES / "monitoring.yaml"
+    params = build_dag(load_manifest(path), path).params
+    assert params.get_param("on_drift").resolve("report") == "report"
+    assert params.get_param("images").resolve(["quay.io/*"]) == ["quay.io/*"]
+    for name, bad in (("on_drift", "maybe"), ("extra_tags", ["a b"]), ("images", "x"), ("force", "yes")):
+        with pytest.raises(ParamValidationError):
+            params.get_param(name).resolve(bad)

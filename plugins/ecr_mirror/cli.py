@@ -1,6 +1,9 @@
-"""``ecr-mirror``: the same engine from a shell, without an Airflow scheduler.
+"""``ecr-mirror``: the same engine as the DAGs, from a shell, without an Airflow scheduler.
 
-Subcommands: ``validate`` (manifests) and ``audit`` (read the audit trail).
+Subcommands: ``validate`` (manifests), ``plan`` (what a run would do, changing nothing), ``sync``
+(a run without Airflow), ``schema`` (the manifest JSON Schema) and ``audit`` (the audit trail).
+``plan`` and ``sync`` reach ECR through the manifest's ``aws_conn_id`` Airflow connection; an
+``AIRFLOW_CONN_<ID>`` environment variable is enough (no metadata database is needed).
 """
 
 from __future__ import annotations
@@ -8,47 +11,186 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
 from ecr_mirror.audit import AuditRecord, AuditStore
-from ecr_mirror.manifest import ManifestError, load_manifest, load_manifests
+from ecr_mirror.ecr import EcrTarget
+from ecr_mirror.manifest import (
+    FieldError,
+    Manifest,
+    ManifestError,
+    load_manifest,
+    load_paths,
+    manifest_files,
+    manifest_json_schema,
+)
+from ecr_mirror.mirror import Mirror, RunInfo, RunOptions, batches
+from ecr_mirror.plan import Action
+from ecr_mirror.rules import RuleError, ensure_rules
 from ecr_mirror.settings import get_settings
+from ecr_mirror.upstream import Upstreams
+
+#: plan actions that would fail a run (`plan` exits 1 when it shows one)
+FAILING_ACTIONS = frozenset({str(Action.FAILED), str(Action.UPSTREAM_MISSING), "no_match", "pin_mismatch"})
+_ERROR_WIDTH = 60
 
 
 def _short(digest: str | None) -> str:
     return digest[:19] if digest else "-"
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _name(image: str, reference: str) -> str:
+    """``image:tag``, or ``image@sha256:<12 hex>`` for a digest pin (the digest columns show more)."""
+    return f"{image}@{_short(reference)}" if reference.startswith("sha256:") else f"{image}:{reference}"
+
+
+def _expand(raw: Sequence[str]) -> tuple[list[Path], list[ManifestError]]:
+    """Files named, and the manifest files of folders named, in the order given."""
+    paths: list[Path] = []
     errors: list[ManifestError] = []
-    for raw in args.paths:
-        path = Path(raw)
+    for item in raw:
+        path = Path(item)
         if path.is_dir():
-            loaded, found = load_manifests(path)
-            errors.extend(found)
-            names = [str(p) for p, _ in loaded]
+            paths += manifest_files(path)
+        elif path.exists():
+            paths.append(path)
         else:
-            try:
-                load_manifest(path)
-                names = [str(path)]
-            except ManifestError as exc:
-                errors.append(exc)
-                names = []
-        for name in names:
-            print(f"ok: {name}")
+            errors.append(ManifestError(path, [FieldError("", "no such file or directory")]))
+    return paths, errors
+
+
+def _validate(args: argparse.Namespace) -> int:
+    paths, errors = _expand(args.paths)
+    loaded, failed = load_paths(paths)
+    errors += failed
+    for path, _ in loaded:
+        print(f"ok: {path}")
     for error in errors:
         print(error, file=sys.stderr)
     return 1 if errors else 0
 
 
+def _schema(args: argparse.Namespace) -> int:
+    print(json.dumps(manifest_json_schema(), indent=2))
+    return 0
+
+
+def _load(path: str) -> Manifest | None:
+    try:
+        return load_manifest(Path(path))
+    except ManifestError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
+@contextmanager
+def _engine(manifest: Manifest) -> Iterator[Mirror]:
+    """The engine the DAG tasks use, built the same way (dag_factory._mirror)."""
+    target = manifest.target
+    ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
+    store = AuditStore(get_settings().resolved_audit_url())
+    try:
+        with Upstreams() as upstreams:
+            yield Mirror(manifest, ecr, store, upstreams)
+    finally:
+        ecr.close()
+        store.engine.dispose()
+
+
+def _options(args: argparse.Namespace) -> RunOptions:
+    return RunOptions(images=tuple(args.image or ()), extra_tags=tuple(args.extra_tag or ()))
+
+
+def _plan(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    if manifest is None:
+        return 1
+    with _engine(manifest) as mirror:
+        selection = mirror.select(_options(args))
+        plan = mirror.compare(selection.tags)
+    rows: list[dict[str, Any]] = [
+        {
+            "image": item.tag.image,
+            "tag": item.tag.reference,
+            "ecr_repository": item.tag.cache_repository,
+            "action": str(item.action),
+            "upstream_digest": item.upstream_digest,
+            "cached_digest": item.cached_digest,
+            "error": item.error,
+        }
+        for item in plan
+    ]
+    rows += [
+        {
+            "image": item.image,
+            "tag": item.tag,
+            "ecr_repository": item.cache_repository,
+            "action": item.action,
+            "upstream_digest": None,
+            "cached_digest": None,
+            "error": item.error,
+        }
+        for item in selection.unresolved
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        table = [
+            [
+                _name(r["image"], r["tag"]),
+                r["ecr_repository"],
+                r["action"],
+                _short(r["upstream_digest"]),
+                _short(r["cached_digest"]),
+                r["error"] or "",
+            ]
+            for r in rows
+        ]
+        headers = ["image", "ecr repository", "action", "upstream", "ecr", "error"]
+        print(tabulate(table, headers=headers, maxcolwidths=[None] * 5 + [_ERROR_WIDTH]))
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r["action"]] = counts.get(r["action"], 0) + 1
+        print(f"\n{manifest.name}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
+    return 1 if any(r["action"] in FAILING_ACTIONS for r in rows) else 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    manifest = _load(args.manifest)
+    if manifest is None:
+        return 1
+    run = RunInfo(f"cli__{datetime.now(UTC).isoformat()}", manifest.dag_id, manifest.name)
+    with _engine(manifest) as mirror:
+        try:
+            ensure_rules(manifest, mirror.target)
+        except RuleError as exc:
+            print(f"{manifest.name}: {exc}", file=sys.stderr)
+            return 1
+        tags = mirror.resolve(_options(args), run)
+        for batch in batches(tags, manifest.defaults.batch_size):
+            mirror.pull(mirror.compare(batch), run)
+        summary = mirror.finish(run, tags)
+        records = mirror.store.records(dag_id=run.dag_id, run_id=run.run_id)
+    if args.json:
+        print(json.dumps([asdict(r) for r in records], default=str, indent=2))
+    else:
+        print(f"run {run.run_id} of {run.dag_id}")
+        print(_audit_table(records))
+        print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
+    return 1 if summary.status == "failed" else 0
+
+
 def _audit_table(records: Sequence[AuditRecord]) -> str:
     rows = [
         [
-            f"{r.image}:{r.tag}",
+            _name(r.image, r.tag),
             r.ecr_repository,
             r.action,
             r.status,
@@ -59,7 +201,7 @@ def _audit_table(records: Sequence[AuditRecord]) -> str:
         for r in records
     ]
     headers = ["image", "ecr repository", "action", "status", "upstream", "ecr after", "error"]
-    return tabulate(rows, headers=headers, maxcolwidths=[None, None, None, None, None, None, 60])
+    return tabulate(rows, headers=headers, maxcolwidths=[None] * 6 + [_ERROR_WIDTH])
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -80,12 +222,32 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("manifest", help="the manifest file")
+    parser.add_argument("--image", action="append", help="only images matching this glob (repeat)")
+    parser.add_argument("--extra-tag", action="append", help="also mirror this tag of each image (repeat)")
+    parser.add_argument("--json", action="store_true", help="JSON for machines instead of a table")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ecr-mirror", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    validate = commands.add_parser("validate", help="check manifest files or folders; exit 1 on any error")
+    validate = commands.add_parser(
+        "validate", help="check manifest files or folders; exit 1 listing every error"
+    )
     validate.add_argument("paths", nargs="+")
     validate.set_defaults(func=_validate)
+    plan = commands.add_parser(
+        "plan",
+        help="resolve tags, compare upstream with ECR, change nothing; exit 1 if a tag would fail",
+    )
+    _run_arguments(plan)
+    plan.set_defaults(func=_plan)
+    sync = commands.add_parser("sync", help="mirror a manifest now, without Airflow; exit 1 if a tag failed")
+    _run_arguments(sync)
+    sync.set_defaults(func=_sync)
+    schema = commands.add_parser("schema", help="print the manifest JSON Schema")
+    schema.set_defaults(func=_schema)
     audit = commands.add_parser("audit", help="show the audit rows of a run (default: the latest)")
     audit.add_argument("--dag-id")
     audit.add_argument("--run-id")

@@ -1,14 +1,19 @@
 """Manifest -> Airflow DAG.
 
-Each manifest becomes one DAG ``ecr_mirror__<name>``::
+Each manifest becomes one DAG ``ecr_mirror__<name>``; per upstream registry host of its rules, a
+task group ``<host>`` (e.g. ``registry_1_docker_io``) takes that host's batches and maps over them::
 
-    ensure_rules >> resolve_tags >> compare_digests[batch] >> pull_through[batch] >> record_audit
+    ensure_rules >> resolve_tags >> <host>.batches >> <host>.compare_digests[batch]
+                 >> <host>.pull_through[batch] >> record_audit
 
-``compare_digests`` and ``pull_through`` are mapped over batches of tags (``defaults.batch_size``),
-so a 1,000-tag manifest is a handful of task instances; each batch works with bounded concurrency
-inside its task. ``record_audit`` runs even when a batch failed, gives every tag an audit row, and
-fails the run when any tag failed. Nothing here touches the network or a database at parse time:
-the tasks build their clients when they run.
+``resolve_tags`` groups the run's tags by upstream host before batching them
+(``defaults.batch_size``), so every compare/pull task instance talks to one upstream and runs in
+that upstream's Airflow pool (pools.py); inside a task, ``defaults.concurrency`` threads share one
+pooled HTTP client. ``record_audit`` runs even when a batch failed, gives every tag an audit row,
+and fails the run when any tag failed. The trigger form (params.py) narrows or extends a run.
+
+Nothing here touches the network or a database at parse time: the tasks build their clients when
+they run. The backfill DAG (backfill.py) is the same DAG over a manifest built per run.
 """
 
 from __future__ import annotations
@@ -21,16 +26,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from airflow.sdk import DAG, TriggerRule, get_current_context, task
+from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from ecr_mirror import backfill
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import Manifest, ManifestError, load_manifests
 from ecr_mirror.mirror import Mirror, RunInfo, RunOptions, batches
+from ecr_mirror.params import run_params
 from ecr_mirror.plan import PlanItem
+from ecr_mirror.pools import pool_name, slug, upstream_hosts
+from ecr_mirror.rules import check_shared_rules
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.settings import get_settings
+from ecr_mirror.sla import deadline_alert
 from ecr_mirror.tags import TagRef
 from ecr_mirror.upstream import Upstreams
 
@@ -39,6 +49,8 @@ log = logging.getLogger(__name__)
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 #: how many failed tags record_audit names in the run's failure message
 _FAILURES_SHOWN = 10
+#: resolve_tags' key of a backfill run's references (next to one key of batches per host)
+_REFERENCES = "references"
 
 
 @contextmanager
@@ -60,16 +72,57 @@ def _label(batch: list[dict[str, Any]]) -> str:
     return f"{first['image']}:{first['tag'] or first['digest']}{more}"
 
 
-def build_dag(manifest: Manifest, source: Path) -> DAG:
-    """The DAG of one manifest (``source`` is shown in its docs)."""
+def _context() -> tuple[dict[str, Any], RunOptions]:
+    context: Any = get_current_context()
+    return context, RunOptions.from_dict(context["params"])
+
+
+def build_dag(
+    manifest: Manifest,
+    source: Path,
+    *,
+    with_deadline: bool = True,
+    backfill_dir: Path | None = None,
+    rules_dir: Path | None = None,
+) -> DAG:
+    """The DAG of one manifest (``source`` is shown in its docs).
+
+    ``with_deadline=False`` leaves out the SLA's Deadline Alert: Airflow 3.3.2's ``dag.test()``
+    crashes on a DAG with a deadline (``AttributeError: 'dict' object has no attribute 'hex'`` in
+    ``DagRun.update_state``) and never fires deadlines anyway, so in-process runs build without it.
+    ``backfill_dir`` makes the backfill DAG: ``manifest`` is then a BackfillManifest and each run
+    mirrors the trigger form's ``references`` or the image lists in that folder. ``rules_dir``
+    anchors the rules' relative file paths (default: the folder of ``source``; the backfill's
+    rules come from the manifests' folder).
+    """
     defaults = manifest.defaults
+    hosts = upstream_hosts([manifest])
     default_args = {
         "owner": manifest.owner,
         "retries": defaults.retries,
         "retry_delay": timedelta(seconds=defaults.retry_delay_seconds),
         "retry_exponential_backoff": 2.0,
         "max_retry_delay": timedelta(seconds=defaults.max_retry_delay_seconds),
+        "execution_timeout": defaults.execution_timeout,
     }
+    params: dict[str, Param] = run_params()
+    if backfill_dir is not None:
+        params["references"] = Param(
+            [],
+            type="array",
+            items={"type": "string", "minLength": 1},
+            title="Image references",
+            description=f"image:tag or image@sha256:...; empty: every line of {backfill_dir}/*.txt",
+        )
+    deadline = deadline_alert(manifest) if with_deadline else None
+
+    def run_manifest(context: dict[str, Any]) -> Manifest:
+        """The manifest a task of this run works with (a backfill run's is built from its references)."""
+        if not isinstance(manifest, backfill.BackfillManifest):
+            return manifest
+        resolved = context["ti"].xcom_pull(task_ids="resolve_tags")
+        return backfill.run_manifest(manifest, resolved[_REFERENCES])[0]
+
     with DAG(
         dag_id=manifest.dag_id,
         description=manifest.description or f"Mirror the images of {source.name} into ECR",
@@ -78,6 +131,8 @@ def build_dag(manifest: Manifest, source: Path) -> DAG:
         catchup=False,
         max_active_runs=1,
         default_args=default_args,
+        params=params,
+        deadline=deadline,
         tags=["ecr-mirror", manifest.name],
         doc_md=f"Generated by ecr-mirror from `{source}` (manifest `{manifest.name}`).",
     ) as dag:
@@ -85,31 +140,54 @@ def build_dag(manifest: Manifest, source: Path) -> DAG:
         @task
         def ensure_rules() -> list[dict[str, Any]]:
             with _mirror(manifest) as mirror:
-                return [asdict(check) for check in reconcile_rules(manifest, mirror.target)]
+                checks = reconcile_rules(manifest, mirror.target, manifest_dir=rules_dir or source.parent)
+                return [asdict(check) for check in checks]
 
         @task
-        def resolve_tags() -> list[list[dict[str, Any]]]:
-            with _mirror(manifest) as mirror:
-                tags = mirror.resolve(RunOptions())
-            log.info("%d tags selected from %d images", len(tags), len(manifest.images))
-            return [[t.to_dict() for t in batch] for batch in batches(tags, defaults.batch_size)]
+        def resolve_tags() -> dict[str, Any]:
+            """The run's tag batches under one key per upstream host (and a backfill's references)."""
+            context, options = _context()
+            run = RunInfo(context["run_id"], manifest.dag_id, manifest.name)
+            out: dict[str, Any] = {}
+            selected, unrouted = manifest, []
+            if isinstance(manifest, backfill.BackfillManifest):
+                assert backfill_dir is not None
+                references = context["params"].get(_REFERENCES) or backfill.read_references(backfill_dir)
+                selected, unrouted = backfill.run_manifest(manifest, references)
+                out[_REFERENCES] = references
+            with _mirror(selected) as mirror:
+                for u in unrouted:
+                    log.error("not mirrored: %s: %s", u.reference, u.error)
+                mirror.store.write([u.record(run) for u in unrouted])
+                tags = mirror.resolve(options, run)
+            log.info("%d tags selected from %d images", len(tags), len(selected.images))
+            for host in hosts:
+                mine = [t for t in tags if t.registry == host]
+                out[slug(host)] = [[t.to_dict() for t in b] for b in batches(mine, defaults.batch_size)]
+            return out
+
+        @task
+        def batches_of(resolved: dict[str, Any], host: str) -> list[list[dict[str, Any]]]:
+            """One host's batches (Airflow maps over a whole XCom only, not over a key of it)."""
+            return resolved[host]  # type: ignore[no-any-return]
 
         @task(map_index_template="{{ batch_label }}")
         def compare_digests(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-            get_current_context()["batch_label"] = _label(batch)  # type: ignore[typeddict-unknown-key]
-            with _mirror(manifest) as mirror:
-                plan = mirror.compare([TagRef.from_dict(t) for t in batch])
+            context, options = _context()
+            context["batch_label"] = _label(batch)
+            with _mirror(run_manifest(context)) as mirror:
+                plan = mirror.compare([TagRef.from_dict(t) for t in batch], options)
             for item in plan:
                 log.info("%s:%s %s", item.tag.image, item.tag.reference, item.action)
             return [item.to_dict() for item in plan]
 
         @task(map_index_template="{{ batch_label }}")
         def pull_through(plan: list[dict[str, Any]]) -> dict[str, int]:
-            context = get_current_context()
-            context["batch_label"] = _label([p["tag"] for p in plan])  # type: ignore[typeddict-unknown-key]
+            context, options = _context()
+            context["batch_label"] = _label([p["tag"] for p in plan])
             run = RunInfo(context["run_id"], manifest.dag_id, manifest.name)
-            with _mirror(manifest) as mirror:
-                records = mirror.pull([PlanItem.from_dict(p) for p in plan], run)
+            with _mirror(run_manifest(context)) as mirror:
+                records = mirror.pull([PlanItem.from_dict(p) for p in plan], run, options)
             counts: dict[str, int] = {}
             for record in records:
                 counts[record.status] = counts.get(record.status, 0) + 1
@@ -117,9 +195,9 @@ def build_dag(manifest: Manifest, source: Path) -> DAG:
             return counts
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def record_audit(tag_batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
+        def record_audit(resolved: dict[str, Any]) -> dict[str, Any]:
             run = RunInfo(get_current_context()["run_id"], manifest.dag_id, manifest.name)
-            tags = [TagRef.from_dict(t) for batch in tag_batches for t in batch]
+            tags = [TagRef.from_dict(t) for host in hosts for batch in resolved[slug(host)] for t in batch]
             with _mirror(manifest) as mirror:
                 summary = mirror.finish(run, tags)
                 failed = [
@@ -133,18 +211,65 @@ def build_dag(manifest: Manifest, source: Path) -> DAG:
                 raise AirflowFailException(f"{len(failed)} of {summary.total} tags failed: {shown}")
             return {"total": summary.total, "counts": summary.counts}
 
-        tag_batches = resolve_tags()
-        ensure_rules() >> tag_batches
-        pulled = pull_through.expand(plan=compare_digests.expand(batch=tag_batches))
-        pulled >> record_audit(tag_batches)
+        resolved = resolve_tags()
+        ensure_rules() >> resolved
+        audit = record_audit(resolved)
+        for host in hosts:
+            with TaskGroup(group_id=slug(host), tooltip=f"batches of {host}"):
+                pool = pool_name(host)
+                mine = batches_of.override(task_id="batches")(resolved, slug(host))
+                plans = compare_digests.override(pool=pool).expand(batch=mine)
+                pull_through.override(pool=pool).expand(plan=plans) >> audit
     return dag
 
 
-def register_dags(namespace: dict[str, Any], manifest_dir: Path) -> list[ManifestError]:
-    """Build a DAG for every valid manifest into ``namespace``; return the errors of the others."""
+def invalid_dag(error: ManifestError) -> DAG:
+    """A DAG that shows a manifest that does not load: its only task fails with the error's text."""
+    message = str(error)
+    with DAG(
+        dag_id=f"ecr_mirror__invalid__{slug(error.path.stem)}",
+        description=f"{error.path.name} does not load: fix it (see the task log or these docs)",
+        schedule=None,
+        start_date=START_DATE,
+        catchup=False,
+        tags=["ecr-mirror", "invalid"],
+        doc_md=f"Manifest `{error.path}` does not load:\n\n```\n{message}\n```",
+    ) as dag:
+
+        @task
+        def report_manifest_error() -> None:
+            raise AirflowFailException(message)
+
+        report_manifest_error()
+    return dag
+
+
+def register_dags(
+    namespace: dict[str, Any], manifest_dir: Path, backfill_dir: Path | None = None
+) -> list[ManifestError]:
+    """Build a DAG for every valid manifest, and the backfill DAG when ``backfill_dir`` has its
+    config, into ``namespace``; a file that does not load becomes an ``ecr_mirror__invalid__<file>``
+    DAG, so one broken manifest never hides the others and an operator sees it in the UI."""
+    with_deadline = get_settings().deadlines
     loaded, errors = load_manifests(manifest_dir)
+    conflicts = check_shared_rules(loaded)
+    refused = {error.path for error in conflicts}
+    loaded = [(path, manifest) for path, manifest in loaded if path not in refused]
+    errors += conflicts
     for path, manifest in loaded:
-        namespace[manifest.dag_id] = build_dag(manifest, path)
+        namespace[manifest.dag_id] = build_dag(manifest, path, with_deadline=with_deadline)
+    if backfill_dir is not None and (backfill_dir / backfill.CONFIG_FILE).is_file():
+        try:
+            base = backfill.load_backfill(backfill_dir, [m for _, m in loaded])
+        except ManifestError as exc:
+            errors.append(exc)
+        else:
+            source = backfill_dir / backfill.CONFIG_FILE
+            namespace[base.dag_id] = build_dag(
+                base, source, with_deadline=with_deadline, backfill_dir=backfill_dir, rules_dir=manifest_dir
+            )
     for error in errors:
         log.error("manifest not loaded: %s", error)
+        dag = invalid_dag(error)
+        namespace[dag.dag_id] = dag
     return errors

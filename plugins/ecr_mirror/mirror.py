@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields, replace
+import json
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import DriftPolicy, Manifest
 from ecr_mirror.plan import Action, PlanItem, make_plan
-from ecr_mirror.pull import Outcome, Status, pull_batch
-from ecr_mirror.refs import tag_problem
-from ecr_mirror.tags import TagRef, select_tags
+from ecr_mirror.pull import Outcome, Puller, Status
+from ecr_mirror.refs import ImageRef, tag_problem
+from ecr_mirror.rules import upstream_credentials
+from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref
 from ecr_mirror.upstream import Upstreams
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 #: the error of a tag whose batch never reported (a task that failed all its tries)
 NO_RESULT = "no result was recorded for this tag: its batch task failed (see that task's log)"
@@ -68,6 +75,23 @@ def batches(tags: Sequence[TagRef], size: int) -> list[list[TagRef]]:
     return [list(tags[i : i + size]) for i in range(0, len(tags), size)]
 
 
+def _unresolved_record(run: RunInfo, item: Unresolved) -> AuditRecord:
+    now = datetime.now(UTC)
+    return AuditRecord(
+        run_id=run.run_id,
+        dag_id=run.dag_id,
+        manifest=run.manifest,
+        image=item.image,
+        ecr_repository=item.cache_repository,
+        tag=item.tag,
+        action=item.action,
+        status=Status.FAILED,
+        error=item.error,
+        started_at=now,
+        finished_at=now,
+    )
+
+
 def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
     item, now = outcome.item, datetime.now(UTC)
     return AuditRecord(
@@ -83,6 +107,10 @@ def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
         cached_digest_before=item.cached_digest,
         cached_digest_after=outcome.cached_digest_after,
         error=outcome.error,
+        platform_digests=None
+        if outcome.platform_digests is None
+        else json.dumps(outcome.platform_digests, sort_keys=True),
+        warmed_bytes=outcome.warmed_bytes,
         duration_ms=int((now - item.planned_at).total_seconds() * 1000),
         started_at=item.planned_at,
         finished_at=now,
@@ -100,31 +128,100 @@ class Mirror:
         self.store = store
         self.upstreams = upstreams
         self.concurrency = manifest.defaults.concurrency
+        if upstreams is not None and target is not None:
+            # The upstream digest checks log in with the rule's own PTC secret (read when first needed).
+            upstreams.use_credentials(partial(upstream_credentials, manifest, target))
 
-    def resolve(self, options: RunOptions) -> list[TagRef]:
-        """The tags this run mirrors: the manifest's selection, narrowed and extended by the options."""
-        selected = [
-            tag
-            for tag in select_tags(self.manifest)
-            if options.wants(self.manifest.images[tag.image_index].image, tag.image)
-        ]
-        pinned = {tag.image_index for tag in selected if tag.digest}
-        firsts = {tag.image_index: tag for tag in selected if tag.image_index not in pinned}
-        known = {(tag.cache_repository, tag.reference) for tag in selected}
-        extra = []
-        for first in firsts.values():
+    def resolve(self, options: RunOptions, run: RunInfo | None = None) -> list[TagRef]:
+        """The tags this run mirrors: the manifest's selection, narrowed and extended by the options.
+
+        An image whose tag list cannot be read, whose selector matches nothing or whose pinned tag
+        moved yields no tag; with `run`, each gets one failed audit row, which fails the run.
+        """
+        selection = self.select(options)
+        if run is not None and selection.unresolved:
+            self.store.write([_unresolved_record(run, item) for item in selection.unresolved])
+        return selection.tags
+
+    def select(self, options: RunOptions) -> Selection:
+        """resolve() without writing: the tags, and what could not be resolved (see Unresolved).
+
+        Upstream tag lists are read only for images whose selector has a filter, one listing per
+        image, `concurrency` at a time; pinned tags are checked with one HEAD each.
+        """
+        manifest = self.manifest
+        wanted = [i for i, spec in enumerate(manifest.images) if options.wants(spec.image, spec.ref.name)]
+        specs = [manifest.images[i] for i in wanted]
+        to_list = {spec.ref.name: spec.ref for spec in specs if spec.tags and spec.tags.needs_listing}
+        listings = self._in_parallel(self._list_tags, to_list)
+        selection = select_tags(manifest, listings, wanted)
+        pins = {str(tag): tag for tag in selection.tags if tag.tag and tag.digest}
+        moved = self._in_parallel(self._moved_pin, pins)
+        for key, tag in pins.items():
+            if error := moved[key]:
+                selection.tags.remove(tag)
+                where = (tag.image_index, tag.image, tag.cache_repository)
+                selection.unresolved.append(Unresolved(*where, "pin_mismatch", error, tag.reference))
+        known = {(tag.cache_repository, tag.reference) for tag in selection.tags}
+        for index in wanted:
+            if manifest.images[index].ref.digest:
+                continue
             for name in options.extra_tags:
-                if (first.cache_repository, name) not in known:
-                    known.add((first.cache_repository, name))
-                    extra.append(replace(first, tag=name))
-        return selected + extra
+                extra = tag_ref(manifest, index, name)
+                if (extra.cache_repository, name) not in known:
+                    known.add((extra.cache_repository, name))
+                    selection.tags.append(extra)
+        return selection
 
-    def compare(self, tags: Sequence[TagRef]) -> list[PlanItem]:
-        return make_plan(tags, self.upstreams.digest, self.target.cached_images, self.concurrency)
+    def _in_parallel(self, call: Callable[[T], R], items: Mapping[str, T]) -> dict[str, R]:
+        if not items:
+            return {}
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
+            return dict(zip(items, pool.map(call, items.values()), strict=True))
 
-    def pull(self, plan: Sequence[PlanItem], run: RunInfo) -> list[AuditRecord]:
-        """Pull and verify one batch, then write its audit rows before returning."""
-        outcomes = pull_batch(plan, self.target.registry, self.target.cached_images, self.concurrency)
+    def _list_tags(self, ref: ImageRef) -> list[str] | Exception:
+        try:
+            return self.upstreams.client(ref.registry).list_tags(ref.repository)
+        except Exception as exc:  # reported for this image, never raised
+            return exc
+
+    def _moved_pin(self, tag: TagRef) -> str | None:
+        """Why a pinned tag is not mirrored (it points at another digest now), or None.
+
+        A tag that is gone or cannot be read stays selected: the comparison reports it.
+        """
+        assert tag.tag is not None
+        try:
+            info = self.upstreams.client(tag.registry).head_manifest(tag.repository, tag.tag)
+        except Exception:
+            return None
+        if info is None or info.digest == tag.digest:
+            return None
+        return (
+            f"{tag.image}:{tag.tag} is pinned to {tag.digest} but upstream now points at {info.digest}: "
+            "not mirrored; update the pin in the manifest to take the new image"
+        )
+
+    def compare(self, tags: Sequence[TagRef], options: RunOptions = RunOptions()) -> list[PlanItem]:
+        """Each tag's action, with the image settings the pull will apply (the run's overrides first)."""
+        plan = make_plan(tags, self.upstreams.digest, self.target.cached_images, self.concurrency)
+        for item in plan:
+            settings = self.manifest.image_settings(item.tag.image_index)
+            item.platforms = settings.platforms
+            item.on_drift = options.on_drift or settings.on_drift
+            item.warm_layers = settings.warm_layers if options.warm_layers is None else options.warm_layers
+        return plan
+
+    def pull(
+        self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
+    ) -> list[AuditRecord]:
+        """Pull, verify and warm one batch as the plan and the run's options say, then write its
+        audit rows before returning. ``dry_run`` pulls and deletes nothing (status ``planned``);
+        ``force`` pulls up-to-date tags too."""
+        puller = Puller(
+            self.target, self.store, self.concurrency, dry_run=options.dry_run, force=options.force
+        )
+        outcomes = puller.run(plan)
         records = [_record(run, outcome) for outcome in outcomes]
         self.store.write(records)
         return records

@@ -15,7 +15,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ECR_MIRROR_", extra="ignore")
+    # empty counts as unset: docker-compose passes ``${ECR_MIRROR_POOLS:-}`` as ""
+    model_config = SettingsConfigDict(env_prefix="ECR_MIRROR_", extra="ignore", env_ignore_empty=True)
 
     #: SQLAlchemy URL of the audit store; default: a SQLite file under AIRFLOW_HOME.
     audit_url: str | None = None
@@ -25,12 +26,27 @@ class Settings(BaseSettings):
     manifest_dir: Path | None = None
     #: seconds for every upstream and registry-endpoint request.
     http_timeout: float = 30.0
+    #: folder of the backfill DAG's config (backfill.yaml) and image lists (*.txt); default:
+    #: config/backfill beside dags/.
+    backfill_dir: Path | None = None
+    #: Airflow pool slots per upstream registry host, e.g. ``{"registry-1.docker.io": 2}``.
+    pools: dict[str, int] = {}
+    #: slots of the pool of an upstream host that ``pools`` does not list.
+    pool_slots: int = 4
+    #: attach each manifest's SLA as a Deadline Alert (off for ``airflow dags test``, see dag_factory).
+    deadlines: bool = True
 
     def resolved_audit_url(self) -> str:
         if self.audit_url:
             return self.audit_url
         home = Path(os.environ.get("AIRFLOW_HOME", Path.home() / "airflow"))
         return f"sqlite:///{home / 'ecr_mirror_audit.db'}"
+
+    def resolved_manifest_dir(self, dags_folder: Path) -> Path:
+        return self.manifest_dir or dags_folder.parent / "config" / "manifests"
+
+    def resolved_backfill_dir(self, dags_folder: Path) -> Path:
+        return self.backfill_dir or dags_folder.parent / "config" / "backfill"
 
     def upstream_base_url(self, host: str) -> str:
         return self.upstream_endpoints.get(host, f"https://{host}").rstrip("/")

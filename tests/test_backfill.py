@@ -1,0 +1,153 @@
+"""The backfill DAG (image lists through the manifests' rules) and the SLA miss callback.
+
+The backfill runs in-process with ``dag.test()`` against the sandbox (Distribution registry, moto,
+ECR emulator); the callback is awaited directly, with SNS served by the sandbox's moto server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import boto3
+import pytest
+
+from ecr_mirror.audit import AuditStore
+from ecr_mirror.backfill import load_backfill, read_references, run_manifest
+from ecr_mirror.dag_factory import build_dag
+from ecr_mirror.manifest import ManifestError, load_manifest
+from ecr_mirror.sla import on_sla_miss
+from sandbox.upstream import seed_image
+
+HUB = "registry-1.docker.io"
+MANIFEST = """
+name: bf-rules
+target: {region: eu-west-1}
+rules:
+  - {prefix: bf, upstream: docker-hub, credential_secret: ecr-pullthroughcache/docker-hub}
+images:
+  - {image: acme/unrelated, tags: ["1"]}
+"""
+CONFIG = "name: backfill\ntarget: {region: eu-west-1}\ndefaults: {batch_size: 1, retries: 0}\n"
+LIST = """# images a team asked for
+acme/bf:1.0       # the current release
+acme/bf:2.0
+ghcr.io/org/app:1 # no manifest has a rule for ghcr.io
+"""
+
+
+def backfill_dir(tmp_path: Path) -> Path:
+    folder = tmp_path / "backfill"
+    folder.mkdir(exist_ok=True)
+    (folder / "backfill.yaml").write_text(CONFIG)
+    (folder / "team.txt").write_text(LIST)
+    return folder
+
+
+def rules_manifest(folder: Path):
+    path = folder / "bf-rules.yaml"
+    path.write_text(MANIFEST)
+    return load_manifest(path)
+
+
+def test_references_route_through_the_union_of_the_manifests_rules(tmp_path):
+    folder = backfill_dir(tmp_path)
+    base = load_backfill(folder, [rules_manifest(tmp_path)])
+    assert base.dag_id == "ecr_mirror__backfill" and base.images == []
+    assert read_references(folder) == ["acme/bf:1.0", "acme/bf:2.0", "ghcr.io/org/app:1"]
+    manifest, unrouted = run_manifest(base, [*read_references(folder), "nginx", "acme/bf:1.0", "Bad:ref"])
+    assert [(spec.image, spec.tags.exact) for spec in manifest.images] == [("acme/bf", ["1.0", "2.0"])]
+    problems = {u.reference: u.error for u in unrouted}
+    assert "no rule caches image 'ghcr.io/org/app'" in problems["ghcr.io/org/app:1"]
+    assert problems["nginx"] == "'nginx' names no tag or digest"
+    assert "Bad:ref" in problems
+
+
+def test_the_backfill_config_is_validated_like_a_manifest(tmp_path):
+    folder = backfill_dir(tmp_path)
+    (folder / "backfill.yaml").write_text("name: backfill\ntarget: {region: cn-north-1}\nrules: []\n")
+    with pytest.raises(ManifestError, match="rules: not allowed here"):
+        load_backfill(folder, [rules_manifest(tmp_path)])
+    (folder / "backfill.yaml").write_text("name: backfill\ntarget: {region: cn-north-1}\n")
+    with pytest.raises(ManifestError, match=r"target\.region: .*not available in cn-north-1"):
+        load_backfill(folder, [rules_manifest(tmp_path)])
+    (folder / "backfill.yaml").write_text(CONFIG)
+    with pytest.raises(ManifestError, match="no manifest loaded"):
+        load_backfill(folder, [])
+
+
+@pytest.mark.slow
+def test_the_backfill_dag_mirrors_a_list_resumably_and_names_what_no_rule_caches(
+    airflow_db, sandbox, sandbox_env, monkeypatch
+):
+    from ecr_mirror.settings import get_settings
+
+    images = {tag: seed_image(sandbox.upstreams[HUB], "acme/bf", tag) for tag in ("1.0", "2.0")}
+    folder = backfill_dir(sandbox_env)
+    monkeypatch.setenv("ECR_MIRROR_BACKFILL_DIR", str(folder))  # dag.test() parses the DAG file too
+    get_settings.cache_clear()
+    base = load_backfill(folder, [rules_manifest(sandbox_env / "manifests")])
+    dag = build_dag(
+        base,
+        folder / "backfill.yaml",
+        with_deadline=False,
+        backfill_dir=folder,
+        rules_dir=sandbox_env / "manifests",
+    )
+    store = AuditStore(f"sqlite:///{sandbox_env / 'audit.db'}")
+
+    first = dag.test()  # the list files
+    rows = {f"{r.image}:{r.tag}": r for r in store.records(run_id=first.run_id)}
+    assert {key: (r.action, r.status) for key, r in rows.items()} == {
+        "docker.io/acme/bf:1.0": ("missing", "pulled"),
+        "docker.io/acme/bf:2.0": ("missing", "pulled"),
+        "ghcr.io/org/app:1": ("failed", "failed"),
+    }
+    assert rows["docker.io/acme/bf:2.0"].cached_digest_after == images["2.0"].digest
+    assert "no rule caches image 'ghcr.io/org/app'" in rows["ghcr.io/org/app:1"].error
+    assert first.state == "failed"  # the unroutable reference fails the run, by name
+    compares = [ti for ti in first.get_task_instances() if ti.task_id.endswith("compare_digests")]
+    assert len(compares) == 2  # batch_size 1
+
+    # a rerun (here: the list from the trigger form) skips what is cached with the right digest
+    second = dag.test(run_conf={"references": ["acme/bf:1.0", "acme/bf:2.0"]})
+    assert second.state == "success"
+    assert {(r.tag, r.action, r.status) for r in store.records(run_id=second.run_id)} == {
+        ("1.0", "up_to_date", "ok"),
+        ("2.0", "up_to_date", "ok"),
+    }
+
+
+def test_an_sla_miss_is_logged_published_to_sns_and_recorded(sandbox, sandbox_env, monkeypatch, caplog):
+    aws = {"region_name": "eu-west-1", "aws_access_key_id": "x", "aws_secret_access_key": "y"}
+    sns = boto3.client("sns", endpoint_url=sandbox.secrets_url, **aws)
+    sqs = boto3.client("sqs", endpoint_url=sandbox.secrets_url, **aws)
+    topic = sns.create_topic(Name="mirror-alerts")["TopicArn"]
+    queue = sqs.create_queue(QueueName="mirror-alerts")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=queue_arn["QueueArn"])
+    connection = {"conn_type": "aws", "login": "x", "password": "y"}
+    connection["extra"] = {"region_name": "eu-west-1", "endpoint_url": sandbox.secrets_url}
+    monkeypatch.setenv("AIRFLOW_CONN_SNS_SANDBOX", json.dumps(connection))
+    deadline = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+    asyncio.run(
+        on_sla_miss(
+            dag_id="ecr_mirror__late",
+            manifest="late",
+            within_seconds=60,
+            notify=["log", topic],
+            aws_conn_id="sns_sandbox",
+            context={"dag_run": {"dag_run_id": "manual__1"}, "deadline": {"deadline_time": deadline}},
+        )
+    )
+
+    assert "SLA missed: run manual__1 of ecr_mirror__late" in caplog.text
+    message = sqs.receive_message(QueueUrl=queue, WaitTimeSeconds=5)["Messages"][0]["Body"]
+    assert "run manual__1 of ecr_mirror__late" in json.loads(message)["Message"]
+    (miss,) = AuditStore(f"sqlite:///{sandbox_env / 'audit.db'}").sla_misses(dag_id="ecr_mirror__late")
+    assert (miss.run_id, miss.within_seconds, miss.deadline_at) == ("manual__1", 60, deadline)
+    assert miss.notified == f"log; {topic}: sent"
+    assert miss.recorded_at - datetime.now(UTC) < timedelta(minutes=1)
