@@ -157,20 +157,11 @@ def build_manifest(images: dict[str, list[str]], concurrency: int, batch_size: i
 @contextmanager
 def mirror_for(manifest: Manifest, calls: Counter[str], store_url: str) -> Iterator[Any]:
     """A Mirror with fresh clients, as each DAG task builds them; counts botocore calls in ``calls``."""
-    from ecr_mirror.audit import AuditStore
-    from ecr_mirror.ecr import EcrTarget
-    from ecr_mirror.mirror import Mirror
-    from ecr_mirror.upstream import Upstreams
+    from ecr_mirror.mirror import open_mirror
 
-    target = EcrTarget(manifest.target.aws_conn_id, manifest.target.region, manifest.target.registry_id)
-    count_calls(target, calls)
-    store = AuditStore(store_url)
-    with Upstreams() as upstreams:
-        try:
-            yield Mirror(manifest, target, store, upstreams)
-        finally:
-            target.close()
-            store.engine.dispose()
+    with open_mirror(manifest, store_url) as mirror:
+        count_calls(mirror.target, calls)
+        yield mirror
 
 
 def count_calls(target: EcrTarget, calls: Counter[str]) -> None:

@@ -9,27 +9,10 @@ Run again, it finds the secret and re-pushes the same deterministic images (same
 from __future__ import annotations
 
 import argparse
-import json
 from collections.abc import Sequence
 
-import boto3
-
 from sandbox.seed_demo import seed_demo
-from sandbox.services import DOCKER_HUB_SECRET, REGION
-
-
-def create_secret(secrets_url: str) -> None:
-    client = boto3.client(
-        "secretsmanager",
-        endpoint_url=secrets_url,
-        region_name=REGION,
-        aws_access_key_id="sandbox",
-        aws_secret_access_key="sandbox-secret",
-    )
-    if DOCKER_HUB_SECRET in {s["Name"] for s in client.list_secrets()["SecretList"]}:
-        return
-    value = json.dumps({"username": "sandbox", "accessToken": "sandbox-token"})
-    client.create_secret(Name=DOCKER_HUB_SECRET, SecretString=value)
+from sandbox.services import create_secret
 
 
 def main(argv: Sequence[str] | None = None) -> None:

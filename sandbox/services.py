@@ -68,7 +68,8 @@ class Sandbox:
         self._stack.close()
 
 
-def _create_secret(secrets_url: str) -> None:
+def create_secret(secrets_url: str) -> None:
+    """The Docker Hub rule's PTC credential in the sandbox's Secrets Manager (once)."""
     client = boto3.client(
         "secretsmanager",
         endpoint_url=secrets_url,
@@ -76,6 +77,8 @@ def _create_secret(secrets_url: str) -> None:
         aws_access_key_id="sandbox",
         aws_secret_access_key="sandbox-secret",
     )
+    if DOCKER_HUB_SECRET in {s["Name"] for s in client.list_secrets()["SecretList"]}:
+        return
     value = json.dumps({"username": "sandbox", "accessToken": "sandbox-token"})
     client.create_secret(Name=DOCKER_HUB_SECRET, SecretString=value)
 
@@ -95,7 +98,7 @@ def start_sandbox(state: Path) -> Sandbox:
         moto.start()
         stack.callback(moto.stop)
         secrets_url = f"http://127.0.0.1:{port}"
-        _create_secret(secrets_url)
+        create_secret(secrets_url)
         emulator = start_emulator(
             state / "ecr", upstreams, account=ACCOUNT, region=REGION, secrets_endpoint=secrets_url
         )

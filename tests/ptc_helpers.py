@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
 import boto3
 import yaml
 
-from ecr_mirror.audit import AuditRecord, AuditStore
-from ecr_mirror.ecr import EcrTarget
+from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import Manifest
-from ecr_mirror.mirror import Mirror, RunInfo, RunOptions
-from ecr_mirror.upstream import Upstreams
+from ecr_mirror.mirror import Mirror, RunInfo, RunOptions, open_mirror
 
 REGION = "eu-west-1"
 
@@ -58,16 +55,8 @@ def hub_rule(prefix: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def engine(m: Manifest, audit_url: str) -> Iterator[Mirror]:
-    target = EcrTarget("aws_default", REGION)
-    store = AuditStore(audit_url)
-    with Upstreams() as upstreams:
-        try:
-            yield Mirror(m, target, store, upstreams)
-        finally:
-            target.close()
-            store.engine.dispose()
+def engine(m: Manifest, audit_url: str) -> AbstractContextManager[Mirror]:
+    return open_mirror(m, audit_url)
 
 
 def mirror_run(mirror: Mirror, options: RunOptions | None = None) -> dict[str, AuditRecord]:

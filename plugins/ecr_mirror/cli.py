@@ -11,8 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 from tabulate import tabulate
 
 from ecr_mirror.audit import AuditRecord, AuditStore
-from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import (
     FieldError,
     Manifest,
@@ -31,11 +29,10 @@ from ecr_mirror.manifest import (
     manifest_files,
     manifest_json_schema,
 )
-from ecr_mirror.mirror import Mirror, RunInfo, RunOptions, batches
+from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
 from ecr_mirror.plan import Action
 from ecr_mirror.rules import RuleError, ensure_rules
 from ecr_mirror.settings import get_settings
-from ecr_mirror.upstream import Upstreams
 
 #: plan actions that would fail a run (`plan` exits 1 when it shows one)
 FAILING_ACTIONS = frozenset({str(Action.FAILED), str(Action.UPSTREAM_MISSING), "no_match", "pin_mismatch"})
@@ -90,20 +87,6 @@ def _load(path: str) -> Manifest | None:
         return None
 
 
-@contextmanager
-def _engine(manifest: Manifest) -> Iterator[Mirror]:
-    """The engine the DAG tasks use, built the same way (dag_factory._mirror)."""
-    target = manifest.target
-    ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
-    store = AuditStore(get_settings().resolved_audit_url())
-    try:
-        with Upstreams() as upstreams:
-            yield Mirror(manifest, ecr, store, upstreams)
-    finally:
-        ecr.close()
-        store.engine.dispose()
-
-
 def _options(args: argparse.Namespace) -> RunOptions:
     return RunOptions(images=tuple(args.image or ()), extra_tags=tuple(args.extra_tag or ()))
 
@@ -112,7 +95,7 @@ def _plan(args: argparse.Namespace) -> int:
     manifest = _load(args.manifest)
     if manifest is None:
         return 1
-    with _engine(manifest) as mirror:
+    with open_mirror(manifest) as mirror:
         selection = mirror.select(_options(args))
         plan = mirror.compare(selection.tags)
     rows: list[dict[str, Any]] = [
@@ -167,7 +150,7 @@ def _sync(args: argparse.Namespace) -> int:
     if manifest is None:
         return 1
     run = RunInfo(f"cli__{datetime.now(UTC).isoformat()}", manifest.dag_id, manifest.name)
-    with _engine(manifest) as mirror:
+    with open_mirror(manifest) as mirror:
         try:
             ensure_rules(manifest, mirror.target)
         except RuleError as exc:

@@ -19,8 +19,6 @@ they run. The backfill DAG (backfill.py) is the same DAG over a manifest built p
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -30,10 +28,8 @@ from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context,
 from airflow.sdk.exceptions import AirflowFailException
 
 from ecr_mirror import backfill
-from ecr_mirror.audit import AuditStore
-from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import Manifest, ManifestError, load_manifests
-from ecr_mirror.mirror import Mirror, RunInfo, RunOptions, batches
+from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
 from ecr_mirror.params import run_params
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.pools import pool_name, slug, upstream_hosts
@@ -42,7 +38,6 @@ from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.settings import get_settings
 from ecr_mirror.sla import deadline_alert
 from ecr_mirror.tags import TagRef
-from ecr_mirror.upstream import Upstreams
 
 log = logging.getLogger(__name__)
 
@@ -51,19 +46,6 @@ START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 _FAILURES_SHOWN = 10
 #: resolve_tags' key of a backfill run's references (next to one key of batches per host)
 _REFERENCES = "references"
-
-
-@contextmanager
-def _mirror(manifest: Manifest) -> Iterator[Mirror]:
-    target = manifest.target
-    ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
-    store = AuditStore(get_settings().resolved_audit_url())
-    with Upstreams() as upstreams:
-        try:
-            yield Mirror(manifest, ecr, store, upstreams)
-        finally:
-            ecr.close()
-            store.engine.dispose()
 
 
 def _label(batch: list[dict[str, Any]]) -> str:
@@ -139,7 +121,7 @@ def build_dag(
 
         @task
         def ensure_rules() -> list[dict[str, Any]]:
-            with _mirror(manifest) as mirror:
+            with open_mirror(manifest) as mirror:
                 checks = reconcile_rules(manifest, mirror.target, manifest_dir=rules_dir or source.parent)
                 return [asdict(check) for check in checks]
 
@@ -155,7 +137,7 @@ def build_dag(
                 references = context["params"].get(_REFERENCES) or backfill.read_references(backfill_dir)
                 selected, unrouted = backfill.run_manifest(manifest, references)
                 out[_REFERENCES] = references
-            with _mirror(selected) as mirror:
+            with open_mirror(selected) as mirror:
                 for u in unrouted:
                     log.error("not mirrored: %s: %s", u.reference, u.error)
                 mirror.store.write([u.record(run) for u in unrouted])
@@ -175,7 +157,7 @@ def build_dag(
         def compare_digests(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
             context, options = _context()
             context["batch_label"] = _label(batch)
-            with _mirror(run_manifest(context)) as mirror:
+            with open_mirror(run_manifest(context)) as mirror:
                 plan = mirror.compare([TagRef.from_dict(t) for t in batch], options)
             for item in plan:
                 log.info("%s:%s %s", item.tag.image, item.tag.reference, item.action)
@@ -186,7 +168,7 @@ def build_dag(
             context, options = _context()
             context["batch_label"] = _label([p["tag"] for p in plan])
             run = RunInfo(context["run_id"], manifest.dag_id, manifest.name)
-            with _mirror(run_manifest(context)) as mirror:
+            with open_mirror(run_manifest(context)) as mirror:
                 records = mirror.pull([PlanItem.from_dict(p) for p in plan], run, options)
             counts: dict[str, int] = {}
             for record in records:
@@ -198,7 +180,7 @@ def build_dag(
         def record_audit(resolved: dict[str, Any]) -> dict[str, Any]:
             run = RunInfo(get_current_context()["run_id"], manifest.dag_id, manifest.name)
             tags = [TagRef.from_dict(t) for host in hosts for batch in resolved[slug(host)] for t in batch]
-            with _mirror(manifest) as mirror:
+            with open_mirror(manifest) as mirror:
                 summary = mirror.finish(run, tags)
                 failed = [
                     r

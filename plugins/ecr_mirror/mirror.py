@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
@@ -18,6 +19,7 @@ from ecr_mirror.plan import Action, PlanItem, make_plan
 from ecr_mirror.pull import Outcome, Puller, Status
 from ecr_mirror.refs import ImageRef, tag_problem
 from ecr_mirror.rules import upstream_credentials
+from ecr_mirror.settings import get_settings
 from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref
 from ecr_mirror.upstream import Upstreams
 
@@ -240,3 +242,19 @@ class Mirror:
         summary = RunSummary.of(run.run_id, run.dag_id, run.manifest, records + lost_records)
         self.store.write_summary(summary)
         return summary
+
+
+@contextmanager
+def open_mirror(manifest: Manifest, audit_url: str | None = None) -> Iterator[Mirror]:
+    """The engine for one manifest, as every caller builds it (DAG tasks, CLI, tests, bench): the
+    manifest's ECR target through its Airflow connection, pooled upstream clients and the audit
+    store (``audit_url``, default from settings), all closed on exit."""
+    target = manifest.target
+    ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
+    store = AuditStore(audit_url or get_settings().resolved_audit_url())
+    try:
+        with Upstreams() as upstreams:
+            yield Mirror(manifest, ecr, store, upstreams)
+    finally:
+        ecr.close()
+        store.engine.dispose()
