@@ -74,12 +74,15 @@ class EcrTarget:
     def _ids(self) -> dict[str, Any]:
         return {"registryId": self.registry_id} if self.registry_id else {}
 
-    def cached_images(self, repository: str) -> CachedImages:
-        """Every image of a repository, one describe_images call per page (not one per tag)."""
+    def cached_images(self, repository: str, *, tagged_only: bool = False) -> CachedImages:
+        """Every image (or every tagged image) of a repository, one describe_images call per page."""
         paginator = self.client.get_paginator("describe_images")
         images = CachedImages(exists=True)
+        request = {"repositoryName": repository, "maxResults": 1000, **self._ids()}
+        if tagged_only:
+            request["filter"] = {"tagStatus": "TAGGED"}
         try:
-            for page in paginator.paginate(repositoryName=repository, maxResults=1000, **self._ids()):
+            for page in paginator.paginate(**request):
                 for detail in page.get("imageDetails", []):
                     images.digests.add(detail["imageDigest"])
                     for tag in detail.get("imageTags", []):

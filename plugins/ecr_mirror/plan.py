@@ -74,12 +74,14 @@ def decide(tag: TagRef, upstream_digest: str | None, cached_digest: str | None) 
 def make_plan(
     tags: Sequence[TagRef],
     upstream_digest: Callable[[TagRef], str | None],
-    cached_images: Callable[[str], CachedImages],
+    cached_images: Callable[..., CachedImages],
     concurrency: int,
 ) -> list[PlanItem]:
     """Compare every tag, in the order given; one failing tag or repository never stops the rest.
 
-    Cached digests come from one listing per ECR repository; upstream digests from one HEAD per tag.
+    Cached digests come from one listing per ECR repository (only its tagged images when no tag of
+    the repository is a digest pin: a multi-arch tag's children are untagged images, so this
+    lists a third as much for a two-platform index); upstream digests from one HEAD per tag.
     """
     by_repository: dict[str, list[TagRef]] = defaultdict(list)
     for tag in tags:
@@ -99,8 +101,13 @@ def make_plan(
         error = f"{tag.image}:{tag.reference} was not found upstream" if upstream is None else None
         return PlanItem(tag, action, upstream, cached_digest, error)
 
+    pinned = {tag.cache_repository for tag in tags if tag.reference.startswith("sha256:")}
+
+    def listing(repository: str) -> CachedImages:
+        return cached_images(repository, tagged_only=repository not in pinned)
+
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        listings = list_repositories(by_repository, cached_images, pool)
+        listings = list_repositories(by_repository, listing, pool)
         return list(pool.map(lambda t: compare(t, listings[t.cache_repository]), tags))
 
 
