@@ -390,7 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         started = time.perf_counter()
         images = seed(sandbox, args.tags)
         manifest = build_manifest(images, args.concurrency, args.batch_size)
-        tags = select_tags(manifest)
+        tags = select_tags(manifest).tags
         print(
             f"seeded {len(tags)} tags in {len(images)} repositories ({time.perf_counter() - started:.1f} s)"
         )
