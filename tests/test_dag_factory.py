@@ -101,6 +101,21 @@ def test_task_layout_retries_pools_timeouts_and_schedule():
     assert dag.deadline is None  # no sla in this manifest
 
 
+def test_an_image_that_overrides_retries_gets_its_own_lane(tmp_path):
+    path = tmp_path / "lanes.yaml"
+    path.write_text(
+        "name: lanes\ntarget: {region: eu-west-1}\ndefaults: {retries: 3}\n"
+        "rules: [{prefix: hub, upstream: docker-hub, credential_secret: ecr-pullthroughcache/docker-hub}]\n"
+        "images:\n  - {image: nginx, tags: ['1']}\n  - {image: redis, tags: ['7'], retries: 0}\n"
+    )
+    dag = build_dag(load_manifest(path), path)
+    hub = "registry_1_docker_io"
+    for lane, retries in ((hub, 3), (f"{hub}_retries_0", 0)):
+        for step in ("compare_digests", "pull_through"):
+            task = dag.get_task(f"{lane}.{step}")
+            assert (task.retries, task.pool) == (retries, f"ecr_mirror__{hub}")
+
+
 MULTI = """
 name: multi
 target: {region: eu-west-1}

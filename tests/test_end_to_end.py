@@ -174,3 +174,31 @@ def test_a_thousand_tags_are_a_few_mapped_task_instances_and_each_gets_a_row(
     assert audit["e2e-many/acme/many:real"].status == "pulled"
     assert sum(r.action == "upstream_missing" for r in audit.values()) == 999
     assert dag_run.state == "failed"
+
+
+def test_an_image_with_its_own_retries_runs_in_its_own_lane(airflow_db, sandbox, sandbox_env):
+    hub = sandbox.upstreams[HUB]
+    seed_image(hub, "acme/lane-a", "1", platforms=())
+    seed_image(hub, "acme/lane-b", "1", platforms=())
+    path = write_manifest(
+        sandbox_env,
+        "lanes",
+        '  - image: acme/lane-a\n    tags: ["1"]\n  - image: acme/lane-b\n    tags: ["1"]\n    retries: 1\n',
+    )
+
+    dag_run = run(path)
+
+    assert dag_run.state == "success"
+    ran = {
+        (ti.task_id, ti.map_index)
+        for ti in dag_run.get_task_instances()
+        if ti.task_id.endswith("pull_through")
+    }
+    assert ran == {
+        ("registry_1_docker_io.pull_through", 0),
+        ("registry_1_docker_io_retries_1.pull_through", 0),
+    }
+    assert {key: r.status for key, r in rows(sandbox_env, dag_run.run_id).items()} == {
+        "e2e-lanes/acme/lane-a:1": "pulled",
+        "e2e-lanes/acme/lane-b:1": "pulled",
+    }

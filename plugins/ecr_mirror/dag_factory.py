@@ -59,6 +59,19 @@ def _context() -> tuple[dict[str, Any], RunOptions]:
     return context, RunOptions.from_dict(context["params"])
 
 
+def _lanes(manifest: Manifest) -> dict[str, tuple[str, int]]:
+    """Task group id -> (upstream host, retries). Tags are batched per upstream host (its pool) and
+    per retries: a mapped task has one ``retries``, so an image that overrides them gets a lane of
+    its own (``<host>_retries_<n>``)."""
+    default = manifest.defaults.retries
+    wanted = {(host, default) for host in upstream_hosts([manifest])}
+    wanted |= {(spec.ref.registry, manifest.image_retries(i)) for i, spec in enumerate(manifest.images)}
+    return {
+        slug(host) if retries == default else f"{slug(host)}_retries_{retries}": (host, retries)
+        for host, retries in sorted(wanted)
+    }
+
+
 def build_dag(
     manifest: Manifest,
     source: Path,
@@ -78,7 +91,7 @@ def build_dag(
     rules come from the manifests' folder).
     """
     defaults = manifest.defaults
-    hosts = upstream_hosts([manifest])
+    lanes = _lanes(manifest)
     default_args = {
         "owner": manifest.owner,
         "retries": defaults.retries,
@@ -127,7 +140,7 @@ def build_dag(
 
         @task
         def resolve_tags() -> dict[str, Any]:
-            """The run's tag batches under one key per upstream host (and a backfill's references)."""
+            """The run's tag batches under one key per lane (and a backfill's references)."""
             context, options = _context()
             run = RunInfo(context["run_id"], manifest.dag_id, manifest.name)
             out: dict[str, Any] = {}
@@ -143,15 +156,17 @@ def build_dag(
                 mirror.store.write([u.record(run) for u in unrouted])
                 tags = mirror.resolve(options, run)
             log.info("%d tags selected from %d images", len(tags), len(selected.images))
-            for host in hosts:
-                mine = [t for t in tags if t.registry == host]
-                out[slug(host)] = [[t.to_dict() for t in b] for b in batches(mine, defaults.batch_size)]
+            for lane, (host, retries) in lanes.items():
+                mine = [
+                    t for t in tags if (t.registry, selected.image_retries(t.image_index)) == (host, retries)
+                ]
+                out[lane] = [[t.to_dict() for t in b] for b in batches(mine, defaults.batch_size)]
             return out
 
         @task
-        def batches_of(resolved: dict[str, Any], host: str) -> list[list[dict[str, Any]]]:
-            """One host's batches (Airflow maps over a whole XCom only, not over a key of it)."""
-            return resolved[host]  # type: ignore[no-any-return]
+        def batches_of(resolved: dict[str, Any], lane: str) -> list[list[dict[str, Any]]]:
+            """One lane's batches (Airflow maps over a whole XCom only, not over a key of it)."""
+            return resolved[lane]  # type: ignore[no-any-return]
 
         @task(map_index_template="{{ batch_label }}")
         def compare_digests(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -179,7 +194,7 @@ def build_dag(
         @task(trigger_rule=TriggerRule.ALL_DONE)
         def record_audit(resolved: dict[str, Any]) -> dict[str, Any]:
             run = RunInfo(get_current_context()["run_id"], manifest.dag_id, manifest.name)
-            tags = [TagRef.from_dict(t) for host in hosts for batch in resolved[slug(host)] for t in batch]
+            tags = [TagRef.from_dict(t) for lane in lanes for batch in resolved[lane] for t in batch]
             with open_mirror(manifest) as mirror:
                 summary = mirror.finish(run, tags)
                 failed = [
@@ -196,12 +211,12 @@ def build_dag(
         resolved = resolve_tags()
         ensure_rules() >> resolved
         audit = record_audit(resolved)
-        for host in hosts:
-            with TaskGroup(group_id=slug(host), tooltip=f"batches of {host}"):
+        for lane, (host, retries) in lanes.items():
+            with TaskGroup(group_id=lane, tooltip=f"batches of {host} ({retries} retries)"):
                 pool = pool_name(host)
-                mine = batches_of.override(task_id="batches")(resolved, slug(host))
-                plans = compare_digests.override(pool=pool).expand(batch=mine)
-                pull_through.override(pool=pool).expand(plan=plans) >> audit
+                mine = batches_of.override(task_id="batches")(resolved, lane)
+                plans = compare_digests.override(pool=pool, retries=retries).expand(batch=mine)
+                pull_through.override(pool=pool, retries=retries).expand(plan=plans) >> audit
     return dag
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -130,6 +131,8 @@ class Mirror:
         self.store = store
         self.upstreams = upstreams
         self.concurrency = manifest.defaults.concurrency
+        self._slots: dict[int, threading.BoundedSemaphore] = {}
+        self._slots_lock = threading.Lock()
         if upstreams is not None and target is not None:
             # The upstream digest checks log in with the rule's own PTC secret (read when first needed).
             upstreams.use_credentials(partial(upstream_credentials, manifest, target))
@@ -204,9 +207,22 @@ class Mirror:
             "not mirrored; update the pin in the manifest to take the new image"
         )
 
+    def slot(self, image_index: int) -> threading.BoundedSemaphore:
+        """Held around each upstream or ECR request for a tag of images[image_index]: an image's
+        ``concurrency`` caps its requests in flight (the task's own threads cap them all)."""
+        with self._slots_lock:
+            if image_index not in self._slots:
+                size = self.manifest.image_concurrency(image_index)
+                self._slots[image_index] = threading.BoundedSemaphore(size)
+            return self._slots[image_index]
+
+    def _upstream_digest(self, tag: TagRef) -> str | None:
+        with self.slot(tag.image_index):
+            return self.upstreams.digest(tag)
+
     def compare(self, tags: Sequence[TagRef], options: RunOptions = RunOptions()) -> list[PlanItem]:
         """Each tag's action, with the image settings the pull will apply (the run's overrides first)."""
-        plan = make_plan(tags, self.upstreams.digest, self.target.cached_images, self.concurrency)
+        plan = make_plan(tags, self._upstream_digest, self.target.cached_images, self.concurrency)
         for item in plan:
             settings = self.manifest.image_settings(item.tag.image_index)
             item.platforms = settings.platforms
@@ -221,7 +237,12 @@ class Mirror:
         audit rows before returning. ``dry_run`` pulls and deletes nothing (status ``planned``);
         ``force`` pulls up-to-date tags too."""
         puller = Puller(
-            self.target, self.store, self.concurrency, dry_run=options.dry_run, force=options.force
+            self.target,
+            self.store,
+            self.concurrency,
+            slot=self.slot,
+            dry_run=options.dry_run,
+            force=options.force,
         )
         outcomes = puller.run(plan)
         records = [_record(run, outcome) for outcome in outcomes]

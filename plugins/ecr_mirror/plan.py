@@ -8,10 +8,14 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from itertools import zip_longest
+from typing import Any, TypeVar
 
 from ecr_mirror.ecr import CachedImages
 from ecr_mirror.tags import TagRef
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 class Action(StrEnum):
@@ -108,7 +112,25 @@ def make_plan(
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         listings = list_repositories(by_repository, listing, pool)
-        return list(pool.map(lambda t: compare(t, listings[t.cache_repository]), tags))
+        return fair_map(pool, lambda t: compare(t, listings[t.cache_repository]), tags, _image_of)
+
+
+def _image_of(tag: TagRef) -> int:
+    return tag.image_index
+
+
+def fair_map(pool: Executor, fn: Callable[[T], R], items: Sequence[T], image: Callable[[T], int]) -> list[R]:
+    """``pool.map`` taking the items round-robin by ``image`` (an image index); results in input order.
+
+    An image with a lower ``concurrency`` makes threads wait for its slots; taking the images in
+    turn keeps those waiting threads few, so the other images of the batch are not starved.
+    """
+    turns: dict[int, list[int]] = defaultdict(list)
+    for position, item in enumerate(items):
+        turns[image(item)].append(position)
+    order = [p for turn in zip_longest(*turns.values()) for p in turn if p is not None]
+    results = dict(zip(order, pool.map(lambda p: fn(items[p]), order), strict=True))
+    return [results[p] for p in range(len(items))]
 
 
 def list_repositories(

@@ -15,14 +15,15 @@ A drifted tag that is immutable in its repository is never refreshed by ECR (con
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from ecr_mirror.ecr import EcrTarget, Mutability
-from ecr_mirror.plan import Action, PlanItem, list_repositories
+from ecr_mirror.plan import Action, PlanItem, fair_map, list_repositories
 from ecr_mirror.registry import FetchedManifest
 
 REFRESH_WINDOW = timedelta(hours=24)
@@ -99,6 +100,10 @@ def match_platform(wanted: str, children: Sequence[tuple[str, str]]) -> str | No
     return next((digest for platform, digest in children if platform.rsplit("/", 1)[0] == wanted), None)
 
 
+def _image_of_item(item: PlanItem) -> int:
+    return item.tag.image_index
+
+
 class Puller:
     """Pulls, verifies and warms one batch of planned tags against one ECR target."""
 
@@ -108,12 +113,14 @@ class Puller:
         warmed: WarmedBlobs,
         concurrency: int,
         *,
+        slot: Callable[[int], AbstractContextManager[Any]] = lambda _: nullcontext(),
         dry_run: bool = False,
         force: bool = False,
     ) -> None:
         self.target = target
         self.warmed = warmed
         self.concurrency = concurrency
+        self.slot = slot  # held per image around its pulls and blob requests (Mirror.slot)
         self.dry_run = dry_run
         self.force = force
 
@@ -123,7 +130,8 @@ class Puller:
             intents = self._decide(items, pool)
             outcomes = {key: value for key, value in intents.items() if isinstance(value, Outcome)}
             to_pull = [item for item in items if id(item) not in outcomes]
-            pulled = dict(zip(map(id, to_pull), pool.map(self._trigger, to_pull), strict=True))
+            triggered = fair_map(pool, self._trigger, to_pull, _image_of_item)
+            pulled = dict(zip(map(id, to_pull), triggered, strict=True))
             repositories = {i.tag.cache_repository for i in to_pull if isinstance(pulled[id(i)], _Pulled)}
             listings = list_repositories(sorted(repositories), self.target.cached_images, pool)
             warm: list[tuple[PlanItem, _Pulled]] = []
@@ -193,6 +201,10 @@ class Puller:
 
     def _trigger(self, item: PlanItem) -> _Pulled | str:
         """Evict if the policy says so, pull the tag, then the selected platforms by digest."""
+        with self.slot(item.tag.image_index):
+            return self._trigger_held(item)
+
+    def _trigger_held(self, item: PlanItem) -> _Pulled | str:
         tag, repository = item.tag, item.tag.cache_repository
         step = "pull through"
         try:
@@ -291,12 +303,14 @@ class Puller:
         def stream(job: tuple[PlanItem, str]) -> int | Exception:
             item, digest = job
             try:
-                return registry.stream_blob(item.tag.cache_repository, digest)
+                with self.slot(item.tag.image_index):
+                    return registry.stream_blob(item.tag.cache_repository, digest)
             except Exception as exc:
                 return exc
 
         done: dict[str, dict[str, int]] = {}
-        for (item, digest), result in zip(jobs, pool.map(stream, jobs), strict=True):
+        streamed = fair_map(pool, stream, jobs, lambda job: job[0].tag.image_index)
+        for (item, digest), result in zip(jobs, streamed, strict=True):
             outcome = outcomes[id(item)]
             if isinstance(result, Exception):
                 outcome.status, outcome.error = Status.FAILED, f"warming blob {digest} failed: {result}"
