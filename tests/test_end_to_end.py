@@ -202,3 +202,63 @@ def test_an_image_with_its_own_retries_runs_in_its_own_lane(airflow_db, sandbox,
         "e2e-lanes/acme/lane-a:1": "pulled",
         "e2e-lanes/acme/lane-b:1": "pulled",
     }
+
+
+def test_a_missing_rule_fails_the_run_with_a_failed_summary(airflow_db, sandbox, sandbox_env):
+    path = sandbox_env / "manifests" / "no-rule.yaml"
+    path.write_text(
+        "name: e2e-no-rule\ntarget: {region: eu-west-1}\ndefaults: {retries: 0}\n"
+        "rules: [{prefix: never-made, upstream: quay, manage: false}]\n"
+        'images: [{image: quay.io/acme/x, tags: ["1"]}]\n'
+    )
+
+    dag_run = run(path)
+
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert (dag_run.state, states["ensure_rules"], states["record_audit"]) == ("failed", "failed", "failed")
+    [summary] = audit_store(sandbox_env).summaries(dag_id="ecr_mirror__e2e_no_rule")
+    assert (summary.status, summary.total) == ("failed", 0)
+    assert "ensure_rules or resolve_tags failed" in summary.note
+
+
+def test_a_template_that_makes_tags_immutable_is_a_warning_in_the_run_summary(
+    airflow_db, sandbox, sandbox_env
+):
+    seed_image(sandbox.upstreams[HUB], "acme/frozen", "1", platforms=())
+    path = write_manifest(sandbox_env, "frozen", '  - image: acme/frozen\n    tags: ["1"]\n')
+    path.write_text(
+        path.read_text().replace(
+            "credential_secret: ecr-pullthroughcache/docker-hub",
+            "credential_secret: ecr-pullthroughcache/docker-hub\n    template: {tag_mutability: IMMUTABLE}",
+        )
+    )
+
+    dag_run = run(path)
+
+    assert dag_run.state == "success"
+    [summary] = audit_store(sandbox_env).summaries(dag_id="ecr_mirror__e2e_frozen")
+    assert "makes tags IMMUTABLE" in summary.note and summary.counts == {"pulled": 1}
+
+
+def test_a_dry_run_trigger_changes_nothing_in_ecr(airflow_db, sandbox, sandbox_env):
+    seed_image(sandbox.upstreams[HUB], "acme/dry", "1", platforms=())
+    path = write_manifest(sandbox_env, "dry", '  - image: acme/dry\n    tags: ["1"]\n')
+    gets = sandbox.emulator("stats")["manifest_gets"]
+
+    dag_run = build_dag(load_manifest(path), path).test(run_conf={"dry_run": True})
+
+    assert dag_run.state == "success"
+    [record] = rows(sandbox_env, dag_run.run_id).values()
+    assert (record.action, record.status) == ("missing", "planned")
+    ecr = boto3.client(
+        "ecr",
+        endpoint_url=sandbox.ecr_url,
+        region_name="eu-west-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="y",
+    )
+    prefixes = {
+        r["ecrRepositoryPrefix"] for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
+    }
+    assert "e2e-dry" not in prefixes
+    assert sandbox.emulator("stats")["manifest_gets"] == gets

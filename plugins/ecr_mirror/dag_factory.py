@@ -42,6 +42,8 @@ from ecr_mirror.tags import TagRef
 log = logging.getLogger(__name__)
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
+#: record_audit's message when the run never had its tags (the rules or the resolution failed)
+_NOT_RESOLVED = "no tag was resolved: ensure_rules or resolve_tags failed (see that task's log)"
 #: how many failed tags record_audit names in the run's failure message
 _FAILURES_SHOWN = 10
 #: resolve_tags' key of a backfill run's references (next to one key of batches per host)
@@ -134,8 +136,11 @@ def build_dag(
 
         @task
         def ensure_rules() -> list[dict[str, Any]]:
+            _, options = _context()
             with open_mirror(manifest) as mirror:
-                checks = reconcile_rules(manifest, mirror.target, manifest_dir=rules_dir or source.parent)
+                checks = reconcile_rules(
+                    manifest, mirror.target, dry_run=options.dry_run, manifest_dir=rules_dir or source.parent
+                )
                 return [asdict(check) for check in checks]
 
         @task
@@ -192,25 +197,40 @@ def build_dag(
             return counts
 
         @task(trigger_rule=TriggerRule.ALL_DONE)
-        def record_audit(resolved: dict[str, Any]) -> dict[str, Any]:
-            run = RunInfo(get_current_context()["run_id"], manifest.dag_id, manifest.name)
-            tags = [TagRef.from_dict(t) for lane in lanes for batch in resolved[lane] for t in batch]
+        def record_audit() -> dict[str, Any]:
+            # XComs are pulled here, not taken as arguments: this task runs after failures too,
+            # when ensure_rules or resolve_tags may have left nothing to pull.
+            context = get_current_context()
+            run = RunInfo(context["run_id"], manifest.dag_id, manifest.name)
+            checks = context["ti"].xcom_pull(task_ids="ensure_rules") or []
+            resolved = context["ti"].xcom_pull(task_ids="resolve_tags")
+            tags = [
+                TagRef.from_dict(t)
+                for lane in lanes
+                for batch in (resolved or {}).get(lane, [])
+                for t in batch
+            ]
+            notes = [warning for check in checks for warning in check["warnings"]]
+            if resolved is None:
+                notes.append(_NOT_RESOLVED)
             with open_mirror(manifest) as mirror:
-                summary = mirror.finish(run, tags)
+                summary = mirror.finish(run, tags, note="; ".join(notes) or None, failed=resolved is None)
                 failed = [
                     r
                     for r in mirror.store.records(dag_id=run.dag_id, run_id=run.run_id)
                     if r.status == "failed"
                 ]
             log.info("run %s: %d tags, %s", run.run_id, summary.total, summary.counts)
+            if resolved is None:
+                raise AirflowFailException(_NOT_RESOLVED)
             if failed:
                 shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in failed[:_FAILURES_SHOWN])
                 raise AirflowFailException(f"{len(failed)} of {summary.total} tags failed: {shown}")
             return {"total": summary.total, "counts": summary.counts}
 
         resolved = resolve_tags()
-        ensure_rules() >> resolved
-        audit = record_audit(resolved)
+        audit = record_audit()
+        ensure_rules() >> resolved >> audit
         for lane, (host, retries) in lanes.items():
             with TaskGroup(group_id=lane, tooltip=f"batches of {host} ({retries} retries)"):
                 pool = pool_name(host)

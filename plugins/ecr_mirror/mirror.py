@@ -249,8 +249,12 @@ class Mirror:
         self.store.write(records)
         return records
 
-    def finish(self, run: RunInfo, tags: Sequence[TagRef]) -> RunSummary:
-        """Give every tag without a row a failed row, then write and return the run summary."""
+    def finish(
+        self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False
+    ) -> RunSummary:
+        """Give every tag without a row a failed row, then write and return the run summary
+        (``note``: what the run warns about, e.g. a template that makes tags immutable; ``failed``:
+        the run failed before it had tags, so the summary says failed whatever the rows say)."""
         records = self.store.records(dag_id=run.dag_id, run_id=run.run_id)
         seen = {(r.ecr_repository, r.tag) for r in records}
         lost = [
@@ -261,6 +265,9 @@ class Mirror:
         lost_records = [_record(run, outcome) for outcome in lost]
         self.store.write(lost_records)
         summary = RunSummary.of(run.run_id, run.dag_id, run.manifest, records + lost_records)
+        summary.note = note
+        if failed:
+            summary.status = "failed"
         self.store.write_summary(summary)
         return summary
 
