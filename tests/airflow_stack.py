@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 import psycopg2
+import pytest
 
 from sandbox.upstream import free_port
 
@@ -139,8 +141,21 @@ class AirflowStack:
         _admin(f'DROP DATABASE IF EXISTS "{self.database}" WITH (FORCE)')
 
 
+def require_services() -> None:
+    """Skip (naming what is missing) where the machine has no PostgreSQL or Redis on 127.0.0.1.
+
+    Machines of this project's kind, CI included, run both; a developer's laptop may not.
+    """
+    for name, port in (("PostgreSQL", 5432), ("Redis", 6379)):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        except OSError as exc:
+            pytest.skip(f"{name} is not listening on 127.0.0.1:{port} ({exc}): the Airflow stack needs it")
+
+
 def create_stack(home: Path, extra_env: Mapping[str, str]) -> AirflowStack:
     """Migrate a fresh database and set the stack up (``start`` launches the components)."""
+    require_services()
     database = f"ecr_mirror_stack_{os.getpid()}_{secrets.token_hex(3)}"
     _admin(f'CREATE DATABASE "{database}"')
     port, queue = free_port(), f"ecr-mirror-test-{database}"
