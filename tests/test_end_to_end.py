@@ -11,13 +11,13 @@ import hashlib
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
 
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
 from sandbox.upstream import seed_image
+from tests.ptc_helpers import aws
 
 pytestmark = pytest.mark.slow
 
@@ -58,13 +58,7 @@ def rows(tmp_path: Path, run_id: str) -> dict[str, object]:
 
 def skopeo_digest(sandbox, repository: str, tag: str) -> str:
     """The digest skopeo reads through the emulator's registry endpoint (sha256 of the raw manifest)."""
-    client = boto3.client(
-        "ecr",
-        endpoint_url=sandbox.ecr_url,
-        region_name="eu-west-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-    )
+    client = aws(sandbox, "ecr")
     auth = client.get_authorization_token()["authorizationData"][0]
     creds = base64.b64decode(auth["authorizationToken"]).decode()
     host = auth["proxyEndpoint"].split("://", 1)[1]
@@ -250,13 +244,7 @@ def test_a_dry_run_trigger_changes_nothing_in_ecr(airflow_db, sandbox, sandbox_e
     assert dag_run.state == "success"
     [record] = rows(sandbox_env, dag_run.run_id).values()
     assert (record.action, record.status) == ("missing", "planned")
-    ecr = boto3.client(
-        "ecr",
-        endpoint_url=sandbox.ecr_url,
-        region_name="eu-west-1",
-        aws_access_key_id="x",
-        aws_secret_access_key="y",
-    )
+    ecr = aws(sandbox, "ecr")
     prefixes = {
         r["ecrRepositoryPrefix"] for r in ecr.describe_pull_through_cache_rules()["pullThroughCacheRules"]
     }
