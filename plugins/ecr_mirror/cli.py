@@ -159,8 +159,7 @@ def _sync(args: argparse.Namespace) -> int:
         tags = mirror.resolve(_options(args), run)
         for batch in batches(tags, manifest.defaults.batch_size):
             mirror.pull(mirror.compare(batch), run)
-        summary = mirror.finish(run, tags)
-        records = mirror.store.records(dag_id=run.dag_id, run_id=run.run_id)
+        summary, records = mirror.finish(run, tags)
     if args.json:
         print(json.dumps([asdict(r) for r in records], default=str, indent=2))
     else:

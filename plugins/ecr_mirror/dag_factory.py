@@ -214,12 +214,10 @@ def build_dag(
             if resolved is None:
                 notes.append(_NOT_RESOLVED)
             with open_mirror(manifest) as mirror:
-                summary = mirror.finish(run, tags, note="; ".join(notes) or None, failed=resolved is None)
-                failed = [
-                    r
-                    for r in mirror.store.records(dag_id=run.dag_id, run_id=run.run_id)
-                    if r.status == "failed"
-                ]
+                summary, records = mirror.finish(
+                    run, tags, note="; ".join(notes) or None, failed=resolved is None
+                )
+            failed = [r for r in records if r.status == "failed"]
             log.info("run %s: %d tags, %s", run.run_id, summary.total, summary.counts)
             if resolved is None:
                 raise AirflowFailException(_NOT_RESOLVED)

@@ -251,10 +251,10 @@ class Mirror:
 
     def finish(
         self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False
-    ) -> RunSummary:
-        """Give every tag without a row a failed row, then write and return the run summary
-        (``note``: what the run warns about, e.g. a template that makes tags immutable; ``failed``:
-        the run failed before it had tags, so the summary says failed whatever the rows say)."""
+    ) -> tuple[RunSummary, list[AuditRecord]]:
+        """Give every tag without a row a failed row, write the run summary, and return it with
+        every row of the run (``note``: what the run warns about, e.g. a template that makes tags
+        immutable; ``failed``: the run failed before it had tags, whatever the rows say)."""
         records = self.store.records(dag_id=run.dag_id, run_id=run.run_id)
         seen = {(r.ecr_repository, r.tag) for r in records}
         lost = [
@@ -269,7 +269,7 @@ class Mirror:
         if failed:
             summary.status = "failed"
         self.store.write_summary(summary)
-        return summary
+        return summary, records + lost_records
 
 
 @contextmanager
