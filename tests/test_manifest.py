@@ -10,11 +10,10 @@ from ecr_mirror.manifest import (
     FieldError,
     Manifest,
     ManifestError,
-    UpstreamKind,
     load_manifest,
     load_manifests,
 )
-from ecr_mirror.refs import parse_image
+from ecr_mirror.refs import UpstreamKind, parse_image
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 

@@ -3,7 +3,8 @@ import json
 import pytest
 
 from ecr_mirror.manifest import Manifest, TagSelector
-from ecr_mirror.tags import TagRef, Unresolved, filter_tags, parse_range, select_tags, tag_version
+from ecr_mirror.tags import TagRef, Unresolved, filter_tags, select_tags
+from ecr_mirror.versions import parse_range, tag_version
 
 DIGEST = "sha256:" + "0123456789abcdef" * 4
 OTHER_DIGEST = "sha256:" + "fedcba9876543210" * 4

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import ValidationError, field_validator
+from pydantic import field_validator
 
 from ecr_mirror.audit import AuditRecord
-from ecr_mirror.manifest import FieldError, Manifest, ManifestError
+from ecr_mirror.manifest import FieldError, Manifest, ManifestError, read_document
 from ecr_mirror.mirror import RunInfo
 from ecr_mirror.refs import InvalidReference, parse_image
 
@@ -58,25 +57,16 @@ class Unrouted:
 
 
 def load_backfill(directory: Path, manifests: Sequence[Manifest]) -> BackfillManifest:
-    """The backfill's base manifest: ``backfill.yaml`` plus the manifests' rules (no images yet)."""
+    """The backfill's base manifest: ``backfill.yaml`` plus the manifests' rules (no images yet).
+
+    Read by the manifest loader, so errors carry their line and a key written twice is one.
+    """
     path = directory / CONFIG_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ManifestError(path, [FieldError("", f"cannot load: {exc}")]) from None
-    if not isinstance(data, dict):
-        raise ManifestError(path, [FieldError("", "expected a mapping with name, target and defaults")])
+    document = read_document(path, expected="name, target and defaults")
     for key in ("rules", "images"):
-        if key in data:
-            raise ManifestError(
-                path,
-                [
-                    FieldError(
-                        key,
-                        f"not allowed here: the backfill's {key} come from the manifests and the image lists",
-                    )
-                ],
-            )
+        if key in document.data:
+            message = f"not allowed here: the backfill's {key} come from the manifests and the image lists"
+            raise ManifestError(path, [document.error((key,), message)])
     rules: list[dict[str, Any]] = []
     for manifest in manifests:
         for rule in manifest.rules:
@@ -85,16 +75,7 @@ def load_backfill(directory: Path, manifests: Sequence[Manifest]) -> BackfillMan
                 rules.append(dumped)
     if not rules:
         raise ManifestError(path, [FieldError("rules", "no manifest loaded, so there is no rule to use")])
-    try:
-        return BackfillManifest.model_validate({**data, "rules": rules, "images": []})
-    except ValidationError as exc:
-        raise ManifestError(
-            path,
-            [
-                FieldError(".".join(str(part) for part in err["loc"]), err["msg"])
-                for err in exc.errors(include_url=False)
-            ],
-        ) from None
+    return document.validate(BackfillManifest, {**document.data, "rules": rules, "images": []})
 
 
 def read_references(directory: Path) -> list[str]:

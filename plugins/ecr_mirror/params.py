@@ -10,7 +10,7 @@ from typing import get_args
 
 from airflow.sdk import Param
 
-from ecr_mirror.manifest import DriftPolicy
+from ecr_mirror.states import DriftPolicy
 
 #: a tag as the OCI distribution spec allows it
 TAG_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$"

@@ -5,11 +5,7 @@ optionally a filter over the upstream tag list, evaluated in one fixed order (do
 
     upstream tags -> semver -> include -> exclude -> latest N, then exact tags are added
 
-Version ranges are evaluated by ``semantic_version`` (npm/cargo style ``^2.50 || ^3`` with
-NpmSpec, PEP 440 style ``>=3.11,<3.14`` with SimpleSpec). Reading a version out of a Docker tag is
-written here: ``Version.coerce`` and ``packaging`` both read ``1.27-alpine`` as a prerelease,
-while on a registry ``-alpine`` is a variant of the 1.27 release, and only ``rc``/``beta``/...
-mark a prerelease.
+Versions and ranges are read by versions.py.
 """
 
 from __future__ import annotations
@@ -17,85 +13,14 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from semantic_version import NpmSpec, SimpleSpec, Version
-
-if TYPE_CHECKING:
-    from ecr_mirror.manifest import Manifest, TagSelector
+from ecr_mirror.manifest import Manifest, TagSelector
+from ecr_mirror.states import Action
+from ecr_mirror.versions import in_range, parse_range, tag_version
 
 #: the `tag` column of the audit row reporting a selector that could not be resolved
 SELECTOR_ROW_TAG = "(selector)"
-
-_VERSION_RE = re.compile(
-    r"""
-    v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?
-    (?P<pre>[-.]?(?:alpha|beta|rc|pre|preview|dev)(?:[.-]?\d+)?|(?:a|b)\d+)?
-    (?:-(?P<variant>[A-Za-z0-9][A-Za-z0-9_.-]*))?
-    """,
-    re.VERBOSE | re.IGNORECASE,
-)
-_PRE_PART_RE = re.compile(r"[A-Za-z]+|\d+")
-_PEP440_OPERATORS = (",", "~=", "==", "!=")
-_RANGE_V_RE = re.compile(r"(?<![A-Za-z0-9])v(?=\d)")
-
-
-@dataclass(frozen=True)
-class TagVersion:
-    """The version a tag names: ``v3.1.0``, ``3.12-slim`` (3.12.0, variant ``slim``), ``3.14.0rc1``.
-
-    A partial version counts as its ``.0`` release (``3.12`` is 3.12.0).
-    """
-
-    version: Version
-    variant: str | None
-
-    @property
-    def is_prerelease(self) -> bool:
-        return bool(self.version.prerelease)
-
-    @property
-    def release(self) -> Version:
-        """The version without its prerelease part (3.14.0rc1 -> 3.14.0)."""
-        return Version(major=self.version.major, minor=self.version.minor, patch=self.version.patch)
-
-
-def tag_version(tag: str) -> TagVersion | None:
-    """The version of a tag, or None for tags such as ``latest``, ``mainline`` or ``sha-1a2b3c``."""
-    match = _VERSION_RE.fullmatch(tag)
-    if match is None:
-        return None
-    pre = tuple(part.lower() for part in _PRE_PART_RE.findall(match["pre"] or ""))
-    version = Version(
-        major=int(match["major"]),
-        minor=int(match["minor"] or 0),
-        patch=int(match["patch"] or 0),
-        prerelease=pre,
-    )
-    return TagVersion(version, match["variant"])
-
-
-def parse_range(text: str) -> NpmSpec | SimpleSpec:
-    """A version range: PEP 440 style when it has a comma or ``~=``, ``==``, ``!=``, else npm style.
-
-    Raises ValueError saying what is wrong. A ``v`` before a version is accepted (``^v2``).
-    """
-    cleaned = _RANGE_V_RE.sub("", text.strip())
-    if not cleaned:
-        raise ValueError("is empty: write a range such as '^2.50 || ^3' or '>=3.11,<3.14'")
-    pep440 = any(operator in cleaned for operator in _PEP440_OPERATORS)
-    try:
-        return SimpleSpec(cleaned) if pep440 else NpmSpec(cleaned)
-    except ValueError:
-        style = "a PEP 440 style range (>=3.11,<3.14)" if pep440 else "an npm style range (^2.50 || ^3)"
-        raise ValueError(f"{text!r} is not {style}") from None
-
-
-def _in_range(spec: NpmSpec | SimpleSpec, version: TagVersion, prerelease: bool) -> bool:
-    """A prerelease matches only with `prerelease: true`, and then as its release (3.14.0rc1 as 3.14.0)."""
-    if version.is_prerelease:
-        return prerelease and spec.match(version.release)
-    return spec.match(version.version)
 
 
 def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str]:
@@ -107,7 +32,7 @@ def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str
     kept = sorted(versions)
     if selector.semver is not None:
         spec = parse_range(selector.semver)
-        kept = [t for t in kept if (v := versions[t]) is not None and _in_range(spec, v, selector.prerelease)]
+        kept = [t for t in kept if (v := versions[t]) is not None and in_range(spec, v, selector.prerelease)]
     if selector.include:
         kept = [t for t in kept if any(re.search(pattern, t) for pattern in selector.include)]
     if selector.exclude:
@@ -176,14 +101,14 @@ class TagRef:
 class Unresolved:
     """An image (or pinned tag) that yields nothing this run; the run reports it as one failed row.
 
-    `action` is "no_match" (the filter kept no upstream tag), "failed" (the tag list could not be
-    read) or "pin_mismatch" (a pinned tag now points at another digest).
+    `action` is NO_MATCH (the filter kept no upstream tag), FAILED (the tag list could not be read)
+    or PIN_MISMATCH (a pinned tag now points at another digest).
     """
 
     image_index: int
     image: str
     cache_repository: str
-    action: str
+    action: Action
     error: str
     tag: str = SELECTOR_ROW_TAG
 
@@ -223,35 +148,39 @@ def select_tags(
     listings = listings or {}
     selected: dict[tuple[str, str, str], TagRef] = {}
     unresolved: list[Unresolved] = []
-    for index, spec in enumerate(manifest.images):
+    for index in range(len(manifest.images)):
         if only is not None and index not in only:
             continue
-        ref = spec.ref
-        refs: list[TagRef] = []
-        if ref.digest:
-            refs.append(tag_ref(manifest, index, ref.tag, ref.digest))
-        else:
-            selector = spec.tags
-            assert selector is not None  # validation: an image without a digest pin has tags
-            refs += [tag_ref(manifest, index, tag) for tag in selector.exact]
-            if selector.needs_listing:
-                listing = listings.get(ref.name)
-                if listing is None:
-                    raise KeyError(f"no upstream tag list for {ref.name}")
-                if isinstance(listing, Exception):
-                    error = f"{ref.name}: selector {selector.describe()}: listing upstream tags failed "
-                    error += f"(0 upstream tags seen): {listing}"
-                    unresolved.append(
-                        Unresolved(index, ref.name, manifest.cache_repository(ref), "failed", error)
-                    )
-                elif matched := filter_tags(selector, listing):
-                    refs += [tag_ref(manifest, index, tag) for tag in matched]
-                else:
-                    error = f"{ref.name}: selector {selector.describe()} matched none of the "
-                    error += f"{len(listing)} upstream tags"
-                    unresolved.append(
-                        Unresolved(index, ref.name, manifest.cache_repository(ref), "no_match", error)
-                    )
+        refs, problem = _image_tags(manifest, index, listings)
+        if problem is not None:
+            unresolved.append(problem)
         for tag in refs:
             selected.setdefault((tag.registry, tag.repository, tag.reference), tag)
     return Selection(list(selected.values()), unresolved)
+
+
+def _image_tags(
+    manifest: Manifest, index: int, listings: Mapping[str, Sequence[str] | Exception]
+) -> tuple[list[TagRef], Unresolved | None]:
+    """The tags images[index] selects, and why its filter yields nothing (or None)."""
+    ref = manifest.images[index].ref
+    if ref.digest:
+        return [tag_ref(manifest, index, ref.tag, ref.digest)], None
+    selector = manifest.images[index].tags
+    assert selector is not None  # validation: an image without a digest pin has tags
+    refs = [tag_ref(manifest, index, tag) for tag in selector.exact]
+    if not selector.needs_listing:
+        return refs, None
+    listing = listings.get(ref.name)
+    if listing is None:
+        raise KeyError(f"no upstream tag list for {ref.name}")
+    repository = manifest.cache_repository(ref)
+    if isinstance(listing, Exception):
+        error = f"{ref.name}: selector {selector.describe()}: listing upstream tags failed "
+        error += f"(0 upstream tags seen): {listing}"
+        return refs, Unresolved(index, ref.name, repository, Action.FAILED, error)
+    matched = filter_tags(selector, listing)
+    if not matched:
+        error = f"{ref.name}: selector {selector.describe()} matched none of the {len(listing)} upstream tags"
+        return refs, Unresolved(index, ref.name, repository, Action.NO_MATCH, error)
+    return refs + [tag_ref(manifest, index, tag) for tag in matched], None
