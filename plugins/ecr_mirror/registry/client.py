@@ -2,23 +2,21 @@
 
 Engine module: no Airflow imports. One pooled ``httpx.Client`` per registry; safe to share
 between threads. Handles anonymous, Basic and Bearer (token service) auth, tag pagination,
-manifest HEAD/GET with digest verification, rate-limit headers, and retries with backoff.
-Credentials and tokens never appear in exception messages, reprs or logs.
+manifest HEAD/GET with digest verification, and retries with backoff (honouring Retry-After).
+Docker Hub's rate-limit headers are recorded (``rate_limit``) for callers to read; the client
+does not pace itself by them. Credentials and tokens never appear in exception messages, reprs
+or logs.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
-import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from functools import partial
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 from tenacity import (
@@ -30,178 +28,34 @@ from tenacity import (
     wait_random,
 )
 
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-INDEX_MEDIA_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+from ecr_mirror.registry.errors import (
+    AuthError,
+    DigestMismatchError,
+    NotFoundError,
+    RateLimitedError,
+    RegistryError,
+    UnavailableError,
+)
+from ecr_mirror.registry.headers import (
+    Challenge,
+    RateLimit,
+    parse_rate_limit,
+    parse_www_authenticate,
+    retry_after,
+)
+from ecr_mirror.registry.media import (
+    DIGEST_ALGORITHMS,
+    MANIFEST_ACCEPT,
+    FetchedManifest,
+    ManifestInfo,
+    compute_digest,
+    is_digest,
+)
 
-DIGEST_ALGORITHMS = frozenset({"sha256", "sha512"})
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_TOKEN_LIFETIME_S = 60  # Docker token spec: assume 60 s when expires_in is absent
 
 T = TypeVar("T")
-
-
-class RegistryError(Exception):
-    """A registry call failed. The message names registry, repository and reference only."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        registry: str,
-        repository: str | None = None,
-        reference: str | None = None,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        target = _ref(repository, reference) if repository else None
-        super().__init__(f"{registry}" + (f" {target}" if target else "") + f": {message}")
-        self.registry, self.repository, self.reference = registry, repository, reference
-        self.status = status
-        self.retry_after = retry_after  # seconds, from Retry-After on 429/503
-
-
-class NotFoundError(RegistryError):
-    pass
-
-
-class AuthError(RegistryError):
-    pass
-
-
-class DigestMismatchError(RegistryError):
-    pass
-
-
-class RateLimitedError(RegistryError):
-    """HTTP 429 after the retries ran out (or with a Retry-After too long to wait for)."""
-
-
-class UnavailableError(RegistryError):
-    """HTTP 502/503/504 after the retries ran out."""
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """``ratelimit-limit`` / ``ratelimit-remaining`` as Docker Hub sends them (``76;w=21600``)."""
-
-    limit: int | None
-    remaining: int | None
-    window_s: int | None
-
-
-@dataclass(frozen=True)
-class ManifestInfo:
-    digest: str
-    media_type: str
-    size: int | None
-
-
-@dataclass(frozen=True)
-class FetchedManifest:
-    digest: str
-    media_type: str
-    body: bytes
-
-    def json(self) -> dict[str, Any]:
-        return json.loads(self.body)
-
-    @property
-    def is_index(self) -> bool:
-        return self.media_type in INDEX_MEDIA_TYPES
-
-    def children(self) -> list[tuple[str, str]]:
-        """(``os/arch[/variant]``, digest) per entry of an index; [] for an image manifest.
-
-        Entries without a platform (e.g. attestations) get ``""``.
-        """
-        if not self.is_index:
-            return []
-        result = []
-        for entry in self.json().get("manifests", []):
-            p = entry.get("platform") or {}
-            platform = "/".join(filter(None, (p.get("os"), p.get("architecture"), p.get("variant"))))
-            result.append((platform, entry["digest"]))
-        return result
-
-
-@dataclass(frozen=True)
-class Challenge:
-    scheme: str  # lower case
-    params: dict[str, str]  # keys lower case
-
-
-# RFC 7235 challenges carry quoted strings that may contain commas and escaped quotes, and one
-# header may hold several challenges; neither the stdlib nor httpx parses them, so a small
-# tokenizer: a scheme token, then key=value pairs until the next bare token.
-_TOKEN = r"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
-_SCHEME_RE = re.compile(rf"[\s,]*({_TOKEN})")
-_PARAM_RE = re.compile(rf"""[\s,]*({_TOKEN})\s*=\s*("(?:[^"\\]|\\.)*"|[^,\s]*)""")
-
-
-def parse_www_authenticate(value: str) -> list[Challenge]:
-    challenges = []
-    pos = 0
-    while scheme := _SCHEME_RE.match(value, pos):
-        pos = scheme.end()
-        params = {}
-        while param := _PARAM_RE.match(value, pos):
-            key, raw = param.groups()
-            if raw.startswith('"'):
-                raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
-            params[key.lower()] = raw
-            pos = param.end()
-        challenges.append(Challenge(scheme.group(1).lower(), params))
-    return challenges
-
-
-def parse_rate_limit(headers: httpx.Headers) -> RateLimit | None:
-    def split(value: str | None) -> tuple[int | None, int | None]:
-        if not value:
-            return None, None
-        count, _, rest = value.partition(";")
-        window = re.search(r"w=(\d+)", rest)
-        return int(count) if count.strip().isdigit() else None, int(window.group(1)) if window else None
-
-    limit, window = split(headers.get("ratelimit-limit"))
-    remaining, window2 = split(headers.get("ratelimit-remaining"))
-    if limit is None and remaining is None:
-        return None
-    return RateLimit(limit, remaining, window or window2)
-
-
-def compute_digest(body: bytes, algorithm: str = "sha256") -> str:
-    """``<algorithm>:<hex>`` of ``body``; ``algorithm`` is one of the OCI-registered sha256/sha512."""
-    if algorithm not in DIGEST_ALGORITHMS:
-        raise ValueError(f"unsupported digest algorithm {algorithm!r}")
-    return f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
-
-
-def _is_digest(reference: str) -> bool:
-    return ":" in reference
-
-
-def _ref(repository: str | None, reference: str | None) -> str:
-    if not reference:
-        return repository or ""
-    return f"{repository}{'@' if _is_digest(reference) else ':'}{reference}"
-
-
-def _retry_after(headers: httpx.Headers) -> float | None:
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class RegistryClient:
@@ -211,7 +65,8 @@ class RegistryClient:
     registry endpoint, with ``("AWS", token)``). Transient failures (429, 502/503/504,
     connection errors, timeouts) are retried with exponential backoff up to ``max_attempts``;
     a ``Retry-After`` longer than ``max_backoff`` is not slept on: the error is raised so the
-    caller can reschedule instead of blocking a worker.
+    caller can reschedule instead of blocking a worker. ``clock`` (seconds, monotonic) times the
+    bearer tokens' lifetimes.
     """
 
     def __init__(
@@ -226,6 +81,7 @@ class RegistryClient:
         max_attempts: int = 5,
         backoff_initial: float = 0.5,
         max_backoff: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if "://" not in base_url:
             base_url = "https://" + base_url
@@ -241,6 +97,7 @@ class RegistryClient:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._scope_locks: dict[str, threading.Lock] = {}
         self._lock = threading.Lock()
+        self._clock = clock
         self._max_attempts, self._backoff_initial, self._max_backoff = (
             max_attempts,
             backoff_initial,
@@ -305,7 +162,7 @@ class RegistryClient:
         )
         body = response.content
         header_digest = response.headers.get("Docker-Content-Digest")
-        expected = [d for d in (reference if _is_digest(reference) else None, header_digest) if d]
+        expected = [d for d in (reference if is_digest(reference) else None, header_digest) if d]
         for digest in expected:
             algorithm = digest.partition(":")[0]
             if algorithm not in DIGEST_ALGORITHMS or compute_digest(body, algorithm) != digest:
@@ -431,20 +288,25 @@ class RegistryClient:
 
     def _raise_for_status(self, response: httpx.Response, repository: str, reference: str | None) -> None:
         status = response.status_code
-        kwargs = {
-            "registry": self.registry,
-            "repository": repository,
-            "reference": reference,
-            "status": status,
-        }
+
+        def error(cls: type[RegistryError], message: str, wait: float | None = None) -> RegistryError:
+            return cls(
+                message,
+                registry=self.registry,
+                repository=repository,
+                reference=reference,
+                status=status,
+                retry_after=wait,
+            )
+
         if status in (401, 403):
-            raise AuthError(f"access denied (HTTP {status})", **kwargs)
+            raise error(AuthError, f"access denied (HTTP {status})")
         if status == 404:
-            raise NotFoundError("not found", **kwargs)
+            raise error(NotFoundError, "not found")
         if status == 429 or status in RETRY_STATUSES:
             cls = RateLimitedError if status == 429 else UnavailableError
-            raise cls(f"HTTP {status}", retry_after=_retry_after(response.headers), **kwargs)
-        raise RegistryError(f"HTTP {status}", **kwargs)
+            raise error(cls, f"HTTP {status}", retry_after(response.headers))
+        raise error(RegistryError, f"HTTP {status}")
 
     # -- auth ---------------------------------------------------------------------------------
 
@@ -481,11 +343,11 @@ class RegistryClient:
             lock = self._scope_locks.setdefault(scope, threading.Lock())
         with lock:  # one token request per scope even when many threads need it at once
             cached = self._tokens.get(scope)
-            if cached and cached[1] > time.monotonic():
+            if cached and cached[1] > self._clock():
                 return cached[0]
             token, lifetime = self._fetch_token(scope, repository, reference)
             margin = min(10.0, lifetime / 2)
-            self._tokens[scope] = (token, time.monotonic() + lifetime - margin)
+            self._tokens[scope] = (token, self._clock() + lifetime - margin)
             return token
 
     def _fetch_token(self, scope: str, repository: str, reference: str | None) -> tuple[str, float]:
