@@ -199,7 +199,7 @@ def ecr_mirror_check(
     fresh clients each (each ``compare_digests`` task instance builds its own), clients included.
     """
     from ecr_mirror.mirror import batches
-    from ecr_mirror.plan import Action
+    from ecr_mirror.states import Action
 
     calls: Counter[str] = Counter()
     plan = []

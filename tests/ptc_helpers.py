@@ -63,5 +63,5 @@ def mirror_run(mirror: Mirror, options: RunOptions | None = None) -> dict[str, A
     """compare + pull of every tag, as the DAG does; the rows by ``repository:tag``."""
     options = options or RunOptions()
     run = RunInfo(f"run-{uuid.uuid4().hex[:8]}", mirror.manifest.dag_id, mirror.manifest.name)
-    plan = mirror.compare(mirror.resolve(options), options)
+    plan = mirror.compare(mirror.resolve(options).tags, options)
     return {f"{r.ecr_repository}:{r.tag}": r for r in mirror.pull(plan, run, options)}

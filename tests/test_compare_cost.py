@@ -25,7 +25,7 @@ def test_compare_lists_only_tagged_images_unless_a_digest_pin_needs_more(sandbox
         mirror.target.client.meta.events.register(
             "provide-client-params.ecr.DescribeImages", lambda params, **_: requests.append(dict(params))
         )
-        plan = {item.tag.cache_repository: item for item in mirror.compare(mirror.resolve(RunOptions()))}
+        plan = {item.tag.cache_repository: item for item in mirror.compare(mirror.resolve(RunOptions()).tags)}
 
     assert {repo: str(item.action) for repo, item in plan.items()} == {
         "c-cost/library/c-cost": "up_to_date",

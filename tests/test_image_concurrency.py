@@ -4,13 +4,15 @@ other images of the batch keep the task's full concurrency."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+from ecr_mirror.audit import AuditStore
 from ecr_mirror.ecr import CachedImages
 from ecr_mirror.manifest import load_manifest
 from ecr_mirror.mirror import Mirror, RunOptions
+from ecr_mirror.plan import PlanItem
 
 MANIFEST = """
 name: caps
@@ -23,25 +25,35 @@ images:
 """
 
 
-class SlowUpstream:
-    """Answers each digest request after a pause, counting the requests in flight per image."""
+class HeldUpstream:
+    """Holds every digest request until released, counting the requests in flight per image."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.changed = threading.Condition()
         self.now: Counter[str] = Counter()
         self.peak: Counter[str] = Counter()
+        self.released = False
 
-    def use_credentials(self, lookup: object) -> None:
-        pass
+    def client(self, host: str) -> object:
+        raise AssertionError("exact tags need no upstream tag list")
 
     def digest(self, tag) -> str:
-        with self.lock:
+        with self.changed:
             self.now[tag.repository] += 1
             self.peak[tag.repository] = max(self.peak[tag.repository], self.now[tag.repository])
-        time.sleep(0.05)
-        with self.lock:
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.released, timeout=60)
             self.now[tag.repository] -= 1
         return "sha256:" + "0" * 64
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float) -> bool:
+        with self.changed:
+            return self.changed.wait_for(condition, timeout)
+
+    def release(self) -> None:
+        with self.changed:
+            self.released = True
+            self.changed.notify_all()
 
 
 class EmptyTarget:
@@ -53,12 +65,19 @@ def test_an_image_concurrency_caps_only_that_image(tmp_path: Path):
     path = tmp_path / "caps.yaml"
     path.write_text(MANIFEST)
     manifest = load_manifest(path)
-    upstream = SlowUpstream()
-    mirror = Mirror(manifest, EmptyTarget(), store=None, upstreams=upstream)
+    upstream = HeldUpstream()
+    mirror = Mirror(manifest, EmptyTarget(), AuditStore(f"sqlite:///{tmp_path / 'audit.db'}"), upstream)
+    tags = mirror.resolve(RunOptions()).tags
+    plan: list[PlanItem] = []
+    comparing = threading.Thread(target=lambda: plan.extend(mirror.compare(tags)))
+    comparing.start()
 
-    plan = mirror.compare(mirror.resolve(RunOptions()))
+    # While every request is held, the task's 8 threads are: 2 requests of the capped image,
+    # 2 threads waiting for its slots, and 4 requests of the other image (taken in turn with it).
+    small_gets_its_threads = upstream.wait_until(lambda: upstream.now["small/image"] >= 4, timeout=30)
+    upstream.release()
+    comparing.join(timeout=60)
 
+    assert small_gets_its_threads, f"in flight while held: {dict(upstream.now)}"
     assert len(plan) == 12 and {str(item.action) for item in plan} == {"missing"}
     assert upstream.peak["big/image"] == 2
-    # the other image is taken in turn with the capped one, so it is not starved of threads
-    assert upstream.peak["small/image"] >= 4

@@ -11,9 +11,9 @@ import pytest
 
 from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.mirror import RunOptions
-from ecr_mirror.plan import Action
 from ecr_mirror.rules import RuleError, check_shared_rules, ensure_rules
 from ecr_mirror.settings import get_settings
+from ecr_mirror.states import Action
 from sandbox.upstream import seed_image, start_registry
 from tests.ptc_helpers import REGION, aws, engine, hub_rule, manifest, put_secret
 
@@ -263,12 +263,12 @@ def test_upstream_digest_checks_log_in_with_the_rules_secret(sandbox, sandbox_en
 
         put_secret(sandbox, "ecr-pullthroughcache/r-priv", {"username": "bot", "accessToken": "wrong"})
         with engine(m, audit) as mirror:
-            [item] = mirror.compare(mirror.resolve(RunOptions()))
+            [item] = mirror.compare(mirror.resolve(RunOptions()).tags)
         assert item.action is Action.FAILED and "access denied" in item.error
 
         put_secret(sandbox, "ecr-pullthroughcache/r-priv", {"username": "bot", "accessToken": "s3cret"})
         with engine(m, audit) as mirror:
-            [item] = mirror.compare(mirror.resolve(RunOptions()))
+            [item] = mirror.compare(mirror.resolve(RunOptions()).tags)
         assert (item.action, item.upstream_digest) == (Action.MISSING, seeded.digest)
         assert httpx.head(f"{private.url}/v2/org/app/manifests/1.0").status_code == 401
     finally:

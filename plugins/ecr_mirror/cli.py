@@ -30,12 +30,10 @@ from ecr_mirror.manifest import (
     manifest_json_schema,
 )
 from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
-from ecr_mirror.plan import Action
 from ecr_mirror.rules import RuleError, ensure_rules
 from ecr_mirror.settings import get_settings
+from ecr_mirror.states import FAILING_ACTIONS, RunStatus
 
-#: plan actions that would fail a run (`plan` exits 1 when it shows one)
-FAILING_ACTIONS = frozenset({str(Action.FAILED), str(Action.UPSTREAM_MISSING), "no_match", "pin_mismatch"})
 _ERROR_WIDTH = 60
 
 
@@ -96,7 +94,7 @@ def _plan(args: argparse.Namespace) -> int:
     if manifest is None:
         return 1
     with open_mirror(manifest) as mirror:
-        selection = mirror.select(_options(args))
+        selection = mirror.resolve(_options(args))
         plan = mirror.compare(selection.tags)
     rows: list[dict[str, Any]] = [
         {
@@ -156,7 +154,7 @@ def _sync(args: argparse.Namespace) -> int:
         except RuleError as exc:
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return 1
-        tags = mirror.resolve(_options(args), run)
+        tags = mirror.resolve(_options(args), run).tags
         for batch in batches(tags, manifest.defaults.batch_size):
             mirror.pull(mirror.compare(batch), run)
         summary, records = mirror.finish(run, tags)
@@ -166,7 +164,7 @@ def _sync(args: argparse.Namespace) -> int:
         print(f"run {run.run_id} of {run.dag_id}")
         print(_audit_table(records))
         print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
-    return 1 if summary.status == "failed" else 0
+    return 1 if summary.status is RunStatus.FAILED else 0
 
 
 def _audit_table(records: Sequence[AuditRecord]) -> str:

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.settings import get_settings
@@ -22,6 +22,15 @@ if TYPE_CHECKING:
 
 #: renew the registry login this long before ECR's 12 h token expires
 _LOGIN_MARGIN = timedelta(minutes=15)
+
+
+class ImageDetail(TypedDict, total=False):
+    """The fields of a describe_images ``imageDetail`` the engine reads."""
+
+    imageDigest: str
+    imageTags: list[str]
+    imagePushedAt: datetime
+    lastRecordedPullTime: datetime
 
 
 @dataclass
@@ -123,6 +132,12 @@ class EcrTarget:
 
         return SecretsManagerHook(aws_conn_id=self.aws_conn_id, region_name=self.region)
 
+    def read_secret(self, name: str) -> tuple[str, object]:
+        """(ARN, JSON value) of a secret in the target's region; botocore's ClientError, or
+        ValueError when the value is not JSON (see credentials.read_credentials)."""
+        arn: str = self.secrets.conn.describe_secret(SecretId=name)["ARN"]
+        return arn, self.secrets.get_secret_as_dict(name)
+
     def mutability(self, repository: str) -> Mutability:
         """The repository's tag mutability (describe_repositories)."""
         repo = self.client.describe_repositories(repositoryNames=[repository], **self._ids())["repositories"][
@@ -131,12 +146,12 @@ class EcrTarget:
         filters = tuple(f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters", []))
         return Mutability(repo.get("imageTagMutability", "MUTABLE"), filters)
 
-    def image_detail(self, repository: str, tag: str) -> dict[str, Any]:
+    def image_detail(self, repository: str, tag: str) -> ImageDetail:
         """describe_images of one tag (push and last recorded pull times)."""
         ids = [{"imageTag": tag}]
-        return self.client.describe_images(repositoryName=repository, imageIds=ids, **self._ids())[
-            "imageDetails"
-        ][0]
+        answer = self.client.describe_images(repositoryName=repository, imageIds=ids, **self._ids())
+        detail: ImageDetail = answer["imageDetails"][0]
+        return detail
 
     def delete_tag(self, repository: str, tag: str) -> None:
         """batch_delete_image of one tag; raises RuntimeError with ECR's failure reason."""

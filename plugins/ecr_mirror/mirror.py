@@ -4,28 +4,27 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from fnmatch import fnmatchcase
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
+from ecr_mirror.credentials import upstream_credentials
 from ecr_mirror.ecr import EcrTarget
-from ecr_mirror.manifest import DriftPolicy, Manifest
-from ecr_mirror.plan import Action, PlanItem, make_plan
-from ecr_mirror.pull import Outcome, Puller, Status
+from ecr_mirror.manifest import Manifest
+from ecr_mirror.parallel import map_values
+from ecr_mirror.plan import PlanItem, make_plan
+from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
+from ecr_mirror.pull import Outcome, Puller
 from ecr_mirror.refs import ImageRef, tag_problem
-from ecr_mirror.rules import upstream_credentials
 from ecr_mirror.settings import get_settings
+from ecr_mirror.states import Action, DriftPolicy, RunStatus, Status
 from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref
 from ecr_mirror.upstream import Upstreams
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 #: the error of a tag whose batch never reported (a task that failed all its tries)
 NO_RESULT = "no result was recorded for this tag: its batch task failed (see that task's log)"
@@ -104,7 +103,7 @@ def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
         image=item.tag.image,
         ecr_repository=item.tag.cache_repository,
         tag=item.tag.reference,
-        action=str(item.action),
+        action=item.action,
         status=outcome.status,
         upstream_digest=item.upstream_digest,
         cached_digest_before=item.cached_digest,
@@ -121,10 +120,11 @@ def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
 
 
 class Mirror:
-    """Compare, pull and audit the tags of one manifest against one ECR target."""
+    """Compare, pull and audit the tags of one manifest against one ECR target (open_mirror
+    builds one with its collaborators)."""
 
     def __init__(
-        self, manifest: Manifest, target: EcrTarget, store: AuditStore, upstreams: Upstreams
+        self, manifest: Manifest, target: MirrorTarget, store: AuditStore, upstreams: UpstreamRegistries
     ) -> None:
         self.manifest = manifest
         self.target = target
@@ -133,24 +133,13 @@ class Mirror:
         self.concurrency = manifest.defaults.concurrency
         self._slots: dict[int, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
-        if upstreams is not None and target is not None:
-            # The upstream digest checks log in with the rule's own PTC secret (read when first needed).
-            upstreams.use_credentials(partial(upstream_credentials, manifest, target))
 
-    def resolve(self, options: RunOptions, run: RunInfo | None = None) -> list[TagRef]:
-        """The tags this run mirrors: the manifest's selection, narrowed and extended by the options.
+    def resolve(self, options: RunOptions, run: RunInfo | None = None) -> Selection:
+        """The tags this run mirrors: the manifest's selection, narrowed and extended by the options,
+        and what could not be resolved (see Unresolved).
 
         An image whose tag list cannot be read, whose selector matches nothing or whose pinned tag
         moved yields no tag; with `run`, each gets one failed audit row, which fails the run.
-        """
-        selection = self.select(options)
-        if run is not None and selection.unresolved:
-            self.store.write([_unresolved_record(run, item) for item in selection.unresolved])
-        return selection.tags
-
-    def select(self, options: RunOptions) -> Selection:
-        """resolve() without writing: the tags, and what could not be resolved (see Unresolved).
-
         Upstream tag lists are read only for images whose selector has a filter, one listing per
         image, `concurrency` at a time; pinned tags are checked with one HEAD each.
         """
@@ -158,31 +147,34 @@ class Mirror:
         wanted = [i for i, spec in enumerate(manifest.images) if options.wants(spec.image, spec.ref.name)]
         specs = [manifest.images[i] for i in wanted]
         to_list = {spec.ref.name: spec.ref for spec in specs if spec.tags and spec.tags.needs_listing}
-        listings = self._in_parallel(self._list_tags, to_list)
+        listings = map_values(self._list_tags, to_list, self.concurrency)
         selection = select_tags(manifest, listings, wanted)
+        self._drop_moved_pins(selection)
+        self._add_extra_tags(selection, wanted, options.extra_tags)
+        if run is not None and selection.unresolved:
+            self.store.write([_unresolved_record(run, item) for item in selection.unresolved])
+        return selection
+
+    def _drop_moved_pins(self, selection: Selection) -> None:
         pins = {str(tag): tag for tag in selection.tags if tag.tag and tag.digest}
-        moved = self._in_parallel(self._moved_pin, pins)
+        moved = map_values(self._moved_pin, pins, self.concurrency)
         for key, tag in pins.items():
             if error := moved[key]:
                 selection.tags.remove(tag)
                 where = (tag.image_index, tag.image, tag.cache_repository)
-                selection.unresolved.append(Unresolved(*where, "pin_mismatch", error, tag.reference))
+                selection.unresolved.append(Unresolved(*where, Action.PIN_MISMATCH, error, tag.reference))
+
+    def _add_extra_tags(self, selection: Selection, wanted: Sequence[int], extra_tags: Sequence[str]) -> None:
+        """The run's extra tags for each wanted image that is not pinned by digest, once each."""
         known = {(tag.cache_repository, tag.reference) for tag in selection.tags}
         for index in wanted:
-            if manifest.images[index].ref.digest:
+            if self.manifest.images[index].ref.digest:
                 continue
-            for name in options.extra_tags:
-                extra = tag_ref(manifest, index, name)
+            for name in extra_tags:
+                extra = tag_ref(self.manifest, index, name)
                 if (extra.cache_repository, name) not in known:
                     known.add((extra.cache_repository, name))
                     selection.tags.append(extra)
-        return selection
-
-    def _in_parallel(self, call: Callable[[T], R], items: Mapping[str, T]) -> dict[str, R]:
-        if not items:
-            return {}
-        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(items))) as pool:
-            return dict(zip(items, pool.map(call, items.values()), strict=True))
 
     def _list_tags(self, ref: ImageRef) -> list[str] | Exception:
         try:
@@ -267,7 +259,7 @@ class Mirror:
         summary = RunSummary.of(run.run_id, run.dag_id, run.manifest, records + lost_records)
         summary.note = note
         if failed:
-            summary.status = "failed"
+            summary.status = RunStatus.FAILED
         self.store.write_summary(summary)
         return summary, records + lost_records
 
@@ -275,13 +267,16 @@ class Mirror:
 @contextmanager
 def open_mirror(manifest: Manifest, audit_url: str | None = None) -> Iterator[Mirror]:
     """The engine for one manifest, as every caller builds it (DAG tasks, CLI, tests, bench): the
-    manifest's ECR target through its Airflow connection, pooled upstream clients and the audit
-    store (``audit_url``, default from settings), all closed on exit."""
+    manifest's ECR target through its Airflow connection, pooled upstream clients that log in with
+    the rules' secrets, and the audit store (``audit_url``, default from settings), all closed on
+    exit."""
     target = manifest.target
     ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
     store = AuditStore(audit_url or get_settings().resolved_audit_url())
+    # The upstream digest checks log in with the rule's own PTC secret (read when first needed).
+    credentials = partial(upstream_credentials, manifest, ecr)
     try:
-        with Upstreams() as upstreams:
+        with Upstreams(credentials) as upstreams:
             yield Mirror(manifest, ecr, store, upstreams)
     finally:
         ecr.close()

@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Executor, ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from itertools import zip_longest
-from typing import Any, TypeVar
+from typing import Any, cast
 
 from ecr_mirror.ecr import CachedImages
+from ecr_mirror.parallel import fair_map, settled_map
+from ecr_mirror.states import Action, DriftPolicy
 from ecr_mirror.tags import TagRef
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-
-class Action(StrEnum):
-    UP_TO_DATE = "up_to_date"
-    MISSING = "missing"
-    DRIFTED = "drifted"
-    UPSTREAM_MISSING = "upstream_missing"
-    FAILED = "failed"
 
 
 @dataclass
@@ -36,7 +25,7 @@ class PlanItem:
     planned_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     # the image's effective settings for the pull (manifest, then the run's overrides)
     platforms: list[str] | None = None
-    on_drift: str = "repull"
+    on_drift: DriftPolicy = "repull"
     warm_layers: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -62,7 +51,7 @@ class PlanItem:
             error=data.get("error"),
             planned_at=datetime.fromisoformat(data["planned_at"]),
             platforms=data.get("platforms"),
-            on_drift=data.get("on_drift", "repull"),
+            on_drift=cast(DriftPolicy, data.get("on_drift", "repull")),
             warm_layers=data.get("warm_layers", False),
         )
 
@@ -78,7 +67,7 @@ def decide(tag: TagRef, upstream_digest: str | None, cached_digest: str | None) 
 def make_plan(
     tags: Sequence[TagRef],
     upstream_digest: Callable[[TagRef], str | None],
-    cached_images: Callable[..., CachedImages],
+    cached_images: Callable[..., CachedImages],  # CachedImagesReader.cached_images
     concurrency: int,
 ) -> list[PlanItem]:
     """Compare every tag, in the order given; one failing tag or repository never stops the rest.
@@ -111,38 +100,9 @@ def make_plan(
         return cached_images(repository, tagged_only=repository not in pinned)
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        listings = list_repositories(by_repository, listing, pool)
+        listings = settled_map(pool, listing, by_repository)
         return fair_map(pool, lambda t: compare(t, listings[t.cache_repository]), tags, _image_of)
 
 
 def _image_of(tag: TagRef) -> int:
     return tag.image_index
-
-
-def fair_map(pool: Executor, fn: Callable[[T], R], items: Sequence[T], image: Callable[[T], int]) -> list[R]:
-    """``pool.map`` taking the items round-robin by ``image`` (an image index); results in input order.
-
-    An image with a lower ``concurrency`` makes threads wait for its slots; taking the images in
-    turn keeps those waiting threads few, so the other images of the batch are not starved.
-    """
-    turns: dict[int, list[int]] = defaultdict(list)
-    for position, item in enumerate(items):
-        turns[image(item)].append(position)
-    order = [p for turn in zip_longest(*turns.values()) for p in turn if p is not None]
-    results = dict(zip(order, pool.map(lambda p: fn(items[p]), order), strict=True))
-    return [results[p] for p in range(len(items))]
-
-
-def list_repositories(
-    repositories: Iterable[str], cached_images: Callable[[str], CachedImages], pool: Executor
-) -> dict[str, CachedImages | Exception]:
-    """List each repository once, in parallel, keeping a failure as the value instead of raising."""
-
-    def listing(repository: str) -> CachedImages | Exception:
-        try:
-            return cached_images(repository)
-        except Exception as exc:
-            return exc
-
-    names = list(repositories)
-    return dict(zip(names, pool.map(listing, names), strict=True))

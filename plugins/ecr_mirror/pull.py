@@ -22,24 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from ecr_mirror.ecr import EcrTarget, Mutability
-from ecr_mirror.plan import Action, PlanItem, fair_map, list_repositories
+from ecr_mirror.ecr import CachedImages, ImageDetail, Mutability
+from ecr_mirror.parallel import fair_map, settled_map
+from ecr_mirror.plan import PlanItem
+from ecr_mirror.protocols import PullTarget, RegistryEndpoint
 from ecr_mirror.registry import FetchedManifest
+from ecr_mirror.states import Action, Intent, Status
 
 REFRESH_WINDOW = timedelta(hours=24)
-
-
-class Status:
-    """Outcome of one tag in a run (the audit's ``status`` column). Only ``failed`` fails a run."""
-
-    OK = "ok"  # already cached with the upstream digest
-    PULLED = "pulled"  # pulled through the cache and verified
-    STALE = "stale"  # ECR still serves the old digest (its 24 h refresh window)
-    DRIFT_REPORTED = "drift_reported"  # drifted, on_drift: report (nothing pulled)
-    BLOCKED_IMMUTABLE = "blocked_immutable"  # drifted, but the tag is immutable in ECR: untouched
-    PLANNED = "planned"  # dry run: the note says what the run would do
-    FAILED = "failed"
-
 
 #: the message recorded with a stale tag
 STALE_NOTE = (
@@ -59,7 +49,7 @@ class WarmedBlobs(Protocol):
 @dataclass
 class Outcome:
     item: PlanItem
-    status: str
+    status: Status
     cached_digest_after: str | None
     error: str | None = None
     platform_digests: dict[str, str] | None = None
@@ -75,7 +65,14 @@ class _Pulled:
     platform_digests: dict[str, str] | None = None
 
 
-def refresh_hint(detail: dict[str, Any]) -> str:
+@dataclass(frozen=True)
+class _PullFailed:
+    """Why the trigger did not bring the tag (the failed row's error)."""
+
+    error: str
+
+
+def refresh_hint(detail: ImageDetail) -> str:
     """When ECR will next look upstream for a stale tag, as far as describe_images tells.
 
     AWS times the re-check from the last upstream check, which it does not expose; the image's
@@ -104,12 +101,28 @@ def _image_of_item(item: PlanItem) -> int:
     return item.tag.image_index
 
 
+def check_pulled(item: PlanItem, pulled: _Pulled, listing: CachedImages) -> Outcome | None:
+    """The outcome of a pull whose tag now has the upstream digest in ECR: pulled, or failed when
+    a manifest under it is missing (an index's children, or the selected platforms). None when
+    ECR does not have the upstream digest for the tag."""
+    after = listing.digest_for(item.tag.reference)
+    if after != item.upstream_digest:
+        return None
+    platforms = pulled.platform_digests
+    wanted = set(platforms.values()) if platforms is not None else {d for _, d in pulled.top.children()}
+    absent = sorted(wanted - listing.digests)
+    if absent:
+        error = f"ECR has the index {after} but not its manifests {', '.join(absent)}"
+        return Outcome(item, Status.FAILED, after, error, platforms)
+    return Outcome(item, Status.PULLED, after, None, platforms)
+
+
 class Puller:
     """Pulls, verifies and warms one batch of planned tags against one ECR target."""
 
     def __init__(
         self,
-        target: EcrTarget,
+        target: PullTarget,
         warmed: WarmedBlobs,
         concurrency: int,
         *,
@@ -133,78 +146,60 @@ class Puller:
             triggered = fair_map(pool, self._trigger, to_pull, _image_of_item)
             pulled = dict(zip(map(id, to_pull), triggered, strict=True))
             repositories = {i.tag.cache_repository for i in to_pull if isinstance(pulled[id(i)], _Pulled)}
-            listings = list_repositories(sorted(repositories), self.target.cached_images, pool)
+            listings = settled_map(pool, self.target.cached_images, sorted(repositories))
             warm: list[tuple[PlanItem, _Pulled]] = []
             for item in to_pull:
                 result = pulled[id(item)]
-                if isinstance(result, str):
-                    outcomes[id(item)] = Outcome(item, Status.FAILED, item.cached_digest, result)
+                if isinstance(result, _PullFailed):
+                    outcomes[id(item)] = Outcome(item, Status.FAILED, item.cached_digest, result.error)
                     continue
                 outcome = self._verify(item, result, listings[item.tag.cache_repository])
                 outcomes[id(item)] = outcome
-                if item.warm_layers and outcome.status == Status.PULLED:
+                if item.warm_layers and outcome.status is Status.PULLED:
                     warm.append((item, result))
             self._warm(warm, outcomes, pool)
         return [outcomes[id(item)] for item in items]
 
     # -- what to do with each tag ------------------------------------------------------------
 
-    def _decide(self, items: Sequence[PlanItem], pool: ThreadPoolExecutor) -> dict[int, Outcome | str]:
-        """An outcome for tags that need no pull, else the intent: "pull" or "evict"."""
+    def _decide(self, items: Sequence[PlanItem], pool: ThreadPoolExecutor) -> dict[int, Outcome | Intent]:
+        """An outcome for tags that need no pull, else the intent."""
         drifted = sorted(
             {i.tag.cache_repository for i in items if i.action is Action.DRIFTED and i.on_drift != "report"}
         )
-        mutability = dict(zip(drifted, pool.map(self._mutability, drifted), strict=True))
-        decided: dict[int, Outcome | str] = {}
+        mutability = settled_map(pool, self.target.mutability, drifted)
+        decided: dict[int, Outcome | Intent] = {}
         for item in items:
             decided[id(item)] = self._intent(item, mutability.get(item.tag.cache_repository))
         return decided
 
-    def _mutability(self, repository: str) -> Mutability | Exception:
-        try:
-            return self.target.mutability(repository)
-        except Exception as exc:  # recorded on each tag of the repository
-            return exc
-
-    def _intent(self, item: PlanItem, mutability: Mutability | Exception | None) -> Outcome | str:
+    def _intent(self, item: PlanItem, mutability: Mutability | Exception | None) -> Outcome | Intent:
         keep = item.cached_digest
         if item.action is Action.UP_TO_DATE and not self.force:
             return Outcome(item, Status.OK, keep)
         if item.action in (Action.FAILED, Action.UPSTREAM_MISSING):
             return Outcome(item, Status.FAILED, keep, item.error)
-        intent = "pull"
+        intent = Intent.PULL
         if item.action is Action.DRIFTED:
-            if item.on_drift == "report":
-                note = (
-                    f"upstream moved to {item.upstream_digest}, ECR serves {keep}; "
-                    "on_drift: report pulls nothing"
-                )
-                return Outcome(item, Status.DRIFT_REPORTED, keep, note)
-            if isinstance(mutability, Exception):
-                return Outcome(
-                    item, Status.FAILED, keep, f"reading {item.tag.cache_repository}: {mutability}"
-                )
-            if mutability is not None and mutability.immutable(item.tag.reference):
-                note = (
-                    f"tag is immutable in {item.tag.cache_repository} ({mutability.setting}): ECR never "
-                    f"refreshes it and this project never deletes it; upstream has {item.upstream_digest}"
-                )
-                return Outcome(item, Status.BLOCKED_IMMUTABLE, keep, note)
-            if item.on_drift == "evict-and-repull":
-                intent = "evict"
+            decided = _drift_intent(item, mutability)
+            if isinstance(decided, Outcome):
+                return decided
+            intent = decided
         if self.dry_run:
-            what = "delete the cached tag, then pull and verify" if intent == "evict" else "pull and verify"
+            what = (
+                "delete the cached tag, then pull and verify" if intent is Intent.EVICT else "pull and verify"
+            )
             return Outcome(item, Status.PLANNED, keep, f"dry run: would {what} ({item.action})")
         return intent
 
     # -- pulling -----------------------------------------------------------------------------
 
-    def _trigger(self, item: PlanItem) -> _Pulled | str:
+    def _trigger(self, item: PlanItem) -> _Pulled | _PullFailed:
         """Evict if the policy says so, pull the tag, then the selected platforms by digest."""
         with self.slot(item.tag.image_index):
             return self._trigger_held(item)
 
-    def _trigger_held(self, item: PlanItem) -> _Pulled | str:
+    def _trigger_held(self, item: PlanItem) -> _Pulled | _PullFailed:
         tag, repository = item.tag, item.tag.cache_repository
         step = "pull through"
         try:
@@ -221,42 +216,23 @@ class Puller:
             if not pulled.top.is_index:
                 pulled.images[pulled.top.digest] = pulled.top
                 return pulled
-            children = pulled.top.children()
             if item.platforms is None:
                 return pulled
             step = "pulling the selected platforms"
-            selected = {platform: match_platform(platform, children) for platform in item.platforms}
-            absent = [platform for platform, digest in selected.items() if digest is None]
-            if absent:
-                available = ", ".join(sorted({p for p, _ in children if p})) or "none"
-                return (
-                    f"platform {', '.join(absent)} is not in the upstream index of "
-                    f"{tag.image}:{tag.reference} (available: {available})"
-                )
-            pulled.platform_digests = {p: d for p, d in selected.items() if d}
-            for digest in pulled.platform_digests.values():
-                pulled.images[digest] = registry.get_manifest(repository, digest)
-            return pulled
+            return _pull_platforms(registry, item, pulled, item.platforms)
         except Exception as exc:  # recorded per tag
-            return f"{step} {repository}:{tag.reference} failed: {exc}"
+            return _PullFailed(f"{step} {repository}:{tag.reference} failed: {exc}")
 
-    def _verify(self, item: PlanItem, pulled: _Pulled, listing: Any) -> Outcome:
+    def _verify(self, item: PlanItem, pulled: _Pulled, listing: CachedImages | Exception) -> Outcome:
         upstream, repository = item.upstream_digest, item.tag.cache_repository
         if isinstance(listing, Exception):
             return Outcome(
                 item, Status.FAILED, item.cached_digest, f"verifying {repository} in ECR failed: {listing}"
             )
+        if checked := check_pulled(item, pulled, listing):
+            return checked
         after = listing.digest_for(item.tag.reference)
         platforms = pulled.platform_digests
-        if after == upstream:
-            wanted = (
-                set(platforms.values()) if platforms is not None else {d for _, d in pulled.top.children()}
-            )
-            absent = sorted(wanted - listing.digests)
-            if absent:
-                error = f"ECR has the index {after} but not its manifests {', '.join(absent)}"
-                return Outcome(item, Status.FAILED, after, error, platforms)
-            return Outcome(item, Status.PULLED, after, None, platforms)
         if item.action is Action.DRIFTED and after == item.cached_digest:
             try:
                 when = refresh_hint(self.target.image_detail(repository, item.tag.reference))
@@ -280,25 +256,8 @@ class Puller:
         """
         if not work:
             return
+        jobs = self._blobs_to_warm(work, outcomes)
         registry = self.target.registry()
-        claimed: dict[str, set[str]] = {}  # repository -> blobs warmed before or claimed by an item
-        jobs: list[tuple[PlanItem, str]] = []
-        for item, pulled in work:
-            repository = item.tag.cache_repository
-            try:
-                images = self._images_to_warm(item, pulled)
-                seen = claimed.setdefault(repository, self.warmed.warmed(repository))
-            except Exception as exc:
-                outcome = outcomes[id(item)]
-                outcome.status, outcome.error = Status.FAILED, f"warming layers failed: {exc}"
-                continue
-            for image in images:
-                doc = image.json()
-                for blob in [doc.get("config") or {}, *(doc.get("layers") or [])]:
-                    if (digest := blob.get("digest")) and digest not in seen:
-                        seen.add(digest)
-                        jobs.append((item, digest))
-            outcomes[id(item)].warmed_bytes = 0
 
         def stream(job: tuple[PlanItem, str]) -> int | Exception:
             item, digest = job
@@ -320,9 +279,69 @@ class Puller:
         for repository, sizes in done.items():
             self.warmed.mark_warmed(repository, sizes)
 
+    def _blobs_to_warm(
+        self, work: list[tuple[PlanItem, _Pulled]], outcomes: dict[int, Outcome]
+    ) -> list[tuple[PlanItem, str]]:
+        """(item, blob digest) to stream: each blob once per repository, none warmed before."""
+        claimed: dict[str, set[str]] = {}  # repository -> blobs warmed before or claimed by an item
+        jobs: list[tuple[PlanItem, str]] = []
+        for item, pulled in work:
+            repository = item.tag.cache_repository
+            try:
+                images = self._images_to_warm(item, pulled)
+                seen = claimed.setdefault(repository, self.warmed.warmed(repository))
+            except Exception as exc:
+                outcome = outcomes[id(item)]
+                outcome.status, outcome.error = Status.FAILED, f"warming layers failed: {exc}"
+                continue
+            for image in images:
+                doc = image.json()
+                for blob in [doc.get("config") or {}, *(doc.get("layers") or [])]:
+                    if (digest := blob.get("digest")) and digest not in seen:
+                        seen.add(digest)
+                        jobs.append((item, digest))
+            outcomes[id(item)].warmed_bytes = 0
+        return jobs
+
     def _images_to_warm(self, item: PlanItem, pulled: _Pulled) -> list[FetchedManifest]:
         """The selected image manifests; for a whole index every child, fetched by digest from ECR."""
         if pulled.images:
             return list(pulled.images.values())
         registry = self.target.registry()
         return [registry.get_manifest(item.tag.cache_repository, d) for _, d in pulled.top.children()]
+
+
+def _drift_intent(item: PlanItem, mutability: Mutability | Exception | None) -> Outcome | Intent:
+    """A drifted tag: reported, failed (mutability unreadable), blocked (immutable), or its intent."""
+    keep = item.cached_digest
+    if item.on_drift == "report":
+        note = f"upstream moved to {item.upstream_digest}, ECR serves {keep}; on_drift: report pulls nothing"
+        return Outcome(item, Status.DRIFT_REPORTED, keep, note)
+    if isinstance(mutability, Exception):
+        return Outcome(item, Status.FAILED, keep, f"reading {item.tag.cache_repository}: {mutability}")
+    if mutability is not None and mutability.immutable(item.tag.reference):
+        note = (
+            f"tag is immutable in {item.tag.cache_repository} ({mutability.setting}): ECR never "
+            f"refreshes it and this project never deletes it; upstream has {item.upstream_digest}"
+        )
+        return Outcome(item, Status.BLOCKED_IMMUTABLE, keep, note)
+    return Intent.EVICT if item.on_drift == "evict-and-repull" else Intent.PULL
+
+
+def _pull_platforms(
+    registry: RegistryEndpoint, item: PlanItem, pulled: _Pulled, platforms: list[str]
+) -> _Pulled | _PullFailed:
+    """Pull each selected platform's manifest by digest; failed when the index lacks one."""
+    children = pulled.top.children()
+    selected = {platform: match_platform(platform, children) for platform in platforms}
+    absent = [platform for platform, digest in selected.items() if digest is None]
+    if absent:
+        available = ", ".join(sorted({p for p, _ in children if p})) or "none"
+        return _PullFailed(
+            f"platform {', '.join(absent)} is not in the upstream index of "
+            f"{item.tag.image}:{item.tag.reference} (available: {available})"
+        )
+    pulled.platform_digests = {p: d for p, d in selected.items() if d}
+    for digest in pulled.platform_digests.values():
+        pulled.images[digest] = registry.get_manifest(item.tag.cache_repository, digest)
+    return pulled

@@ -2,7 +2,7 @@
 
 ``ensure_rules`` reconciles each rule of a manifest with ECR (create, update the credential,
 replace only when allowed), checks its credential secret, makes the rule's creation template
-match, and runs ECR's own validation. Facts it relies on (shared/reference/ECR_PULL_THROUGH_CACHE.md):
+match, and runs ECR's own validation. Facts it relies on (docs/ecr-facts.md):
 ``update_pull_through_cache_rule`` changes only ``credentialArn`` and ``customRoleArn``, so a
 changed upstream URL or upstream prefix means delete + create; a template applies only to
 repositories ECR creates after it exists.
@@ -12,32 +12,25 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from ecr_mirror.credentials import CredentialError, read_credentials, secret_name
 from ecr_mirror.manifest import FieldError, Manifest, ManifestError, PolicySource, Rule, TemplateSpec
+from ecr_mirror.protocols import RuleTarget
 
 log = logging.getLogger(__name__)
 
-#: the JSON keys ECR reads from a pull through cache secret
-SECRET_KEYS = ("username", "accessToken")
-# Secrets Manager appends "-" and 6 random characters to a secret's name in its ARN.
-_SECRET_ARN_RE = re.compile(
-    r"^arn:aws[\w-]*:secretsmanager:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):secret:(?P<name>.+)-[A-Za-z0-9]{6}$"
-)
+#: what ensure_rules did to a rule (or would do, in a dry run)
+RuleAction = Literal["unchanged", "created", "updated", "replaced"]
 
 
 class RuleError(Exception):
     """One or more rules are missing, conflicting or invalid; the message names each."""
-
-
-class CredentialError(Exception):
-    """A credential secret that cannot be used; the message names the secret, never its value."""
 
 
 @dataclass
@@ -45,7 +38,7 @@ class RuleCheck:
     """What ``ensure_rules`` found and did (or, in a dry run, would do) for one rule."""
 
     prefix: str
-    action: str  # "unchanged" | "created" | "updated" | "replaced"
+    action: RuleAction
     valid: bool | None  # None: not validated (a dry run of a rule ECR does not have yet)
     failure: str | None = None
     changes: list[str] = field(default_factory=list)
@@ -64,72 +57,6 @@ def existing_templates(client: Any, prefixes: Sequence[str]) -> dict[str, dict[s
         return {}
     pages = client.get_paginator("describe_repository_creation_templates").paginate(prefixes=list(prefixes))
     return {t["prefix"]: t for page in pages for t in page.get("repositoryCreationTemplates", [])}
-
-
-def secret_name(arn: str | None) -> str | None:
-    """The secret name inside an ARN (without Secrets Manager's random suffix)."""
-    if not arn:
-        return None
-    match = _SECRET_ARN_RE.fullmatch(arn)
-    return match["name"] if match else arn
-
-
-@dataclass(frozen=True)
-class Credential:
-    """A PTC secret as read: its ARN (what a rule takes) and the upstream login (never printed)."""
-
-    arn: str
-    username: str = field(repr=False)
-    access_token: str = field(repr=False)
-
-    @property
-    def login(self) -> tuple[str, str]:
-        return self.username, self.access_token
-
-
-def read_credentials(target: Any, name: str, registry_id: str | None = None) -> Credential:
-    """A PTC secret, checked and read through the provider's SecretsManagerHook.
-
-    The hook uses the target's connection and region, so the secret is in the rule's account and
-    region unless the manifest names another registry (``registry_id``): that is checked on the ARN.
-    """
-    hook = target.secrets
-    try:
-        arn = hook.conn.describe_secret(SecretId=name)["ARN"]
-        value = hook.get_secret_as_dict(name)
-    except ClientError as exc:
-        code = exc.response["Error"].get("Code", "error")
-        if code == "ResourceNotFoundException":
-            raise CredentialError(f"secret '{name}' does not exist in {target.region}") from None
-        raise CredentialError(f"secret '{name}' cannot be read ({code})") from None
-    except ValueError:
-        raise CredentialError(
-            f"secret '{name}' is not a JSON object with {' and '.join(SECRET_KEYS)}"
-        ) from None
-    match = _SECRET_ARN_RE.fullmatch(arn)
-    if match and (match["region"] != target.region or (registry_id and match["account"] != registry_id)):
-        raise CredentialError(
-            f"secret '{name}' is in {match['region']}/{match['account']}: ECR needs it in the rule's "
-            f"region {target.region}" + (f" and account {registry_id}" if registry_id else "")
-        )
-    if not isinstance(value, dict):
-        raise CredentialError(f"secret '{name}' is not a JSON object with {' and '.join(SECRET_KEYS)}")
-    missing = [key for key in SECRET_KEYS if not isinstance(value.get(key), str) or not value[key]]
-    if missing:
-        raise CredentialError(
-            f"secret '{name}' has no {' and no '.join(repr(k) for k in missing)} key "
-            f"(ECR needs {' and '.join(SECRET_KEYS)})"
-        )
-    return Credential(arn, value["username"], value["accessToken"])
-
-
-def upstream_credentials(manifest: Manifest, target: Any, host: str) -> tuple[str, str] | None:
-    """The credentials of the manifest's rule for upstream ``host``, so that the project's own
-    digest checks authenticate with the very secret ECR uses; None when that rule has no secret."""
-    rule = next((r for r in manifest.rules if r.url == host and r.credential_secret), None)
-    if rule is None or rule.credential_secret is None:
-        return None
-    return read_credentials(target, rule.credential_secret, manifest.target.registry_id).login
 
 
 def _create_request(rule: Rule, registry_id: str | None, secret_arn: str | None) -> dict[str, Any]:
@@ -253,17 +180,15 @@ def _immutability_warning(rule: Rule) -> str | None:
 
 
 def ensure_rules(
-    manifest: Manifest, target: Any, *, dry_run: bool = False, manifest_dir: Path | None = None
+    manifest: Manifest, target: RuleTarget, *, dry_run: bool = False, manifest_dir: Path | None = None
 ) -> list[RuleCheck]:
     """Make the manifest's rules and templates true in ECR, then validate every rule.
 
-    ``target`` is an :class:`ecr_mirror.ecr.EcrTarget`. ``dry_run`` changes nothing and returns
-    (and logs) what would change. ``manifest_dir`` anchors relative policy file paths. Raises
-    :class:`RuleError` naming every rule that is missing, refused, has an unusable secret, or that
-    ECR reports invalid, after checking all of them.
+    ``dry_run`` changes nothing and returns (and logs) what would change. ``manifest_dir`` anchors
+    relative policy file paths. Raises :class:`RuleError` naming every rule that is missing,
+    refused, has an unusable secret, or that ECR reports invalid, after checking all of them.
     """
     client, registry_id = target.client, manifest.target.registry_id
-    ids = {"registryId": registry_id} if registry_id else {}
     actual = existing_rules(client, registry_id)
     templates = existing_templates(client, [r.prefix for r in manifest.rules if r.template and r.manage])
     checks: list[RuleCheck] = []
@@ -271,7 +196,7 @@ def ensure_rules(
     for rule in manifest.rules:
         where = f"rule '{rule.prefix}' ({rule.upstream} -> {rule.url}) in {manifest.target.region}"
         try:
-            check = _reconcile_rule(client, target, rule, actual.get(rule.prefix), registry_id, dry_run)
+            check = _reconcile_rule(target, rule, actual.get(rule.prefix), registry_id, dry_run)
             if rule.template and rule.manage:
                 want = template_request(rule.prefix, rule.template, manifest_dir)
                 check.changes += _reconcile_template(client, templates.get(rule.prefix), want, dry_run)
@@ -283,43 +208,59 @@ def ensure_rules(
             continue
         if warning := _immutability_warning(rule):
             check.warnings.append(warning)
-        if not (dry_run and check.action in ("created", "replaced")):
-            result = client.validate_pull_through_cache_rule(ecrRepositoryPrefix=rule.prefix, **ids)
-            check.valid, check.failure = bool(result.get("isValid")), result.get("failure")
-            if not check.valid:
-                problems.append(f"{where} is not valid according to ECR: {check.failure}")
-        for change in check.changes:
-            log.info("%s%s: %s", "dry run, would " if dry_run else "", rule.prefix, change)
-        for warning in check.warnings:
-            log.warning("%s", warning)
+        if not _validate(client, check, registry_id):
+            problems.append(f"{where} is not valid according to ECR: {check.failure}")
+        _log(check)
         checks.append(check)
     if problems:
         raise RuleError("; ".join(problems))
     return checks
 
 
+def _validate(client: Any, check: RuleCheck, registry_id: str | None) -> bool:
+    """ECR's validate_pull_through_cache_rule, recorded on ``check``; False when ECR says invalid.
+    A dry run does not validate a rule it would create or replace (ECR does not have it yet)."""
+    if check.dry_run and check.action in ("created", "replaced"):
+        return True
+    ids = {"registryId": registry_id} if registry_id else {}
+    result = client.validate_pull_through_cache_rule(ecrRepositoryPrefix=check.prefix, **ids)
+    check.valid, check.failure = bool(result.get("isValid")), result.get("failure")
+    return check.valid
+
+
+def _log(check: RuleCheck) -> None:
+    for change in check.changes:
+        log.info("%s%s: %s", "dry run, would " if check.dry_run else "", check.prefix, change)
+    for warning in check.warnings:
+        log.warning("%s", warning)
+
+
 def _reconcile_rule(
-    client: Any,
-    target: Any,
+    target: RuleTarget,
     rule: Rule,
     have: dict[str, Any] | None,
     registry_id: str | None,
     dry_run: bool,
 ) -> RuleCheck:
     """Create, update or replace one rule (or say so in a dry run); RuleError when refused."""
-    ids = {"registryId": registry_id} if registry_id else {}
     check = RuleCheck(rule.prefix, "unchanged", None, dry_run=dry_run)
     secret = read_credentials(target, rule.credential_secret, registry_id) if rule.credential_secret else None
     arn = secret.arn if secret else None
-
     if have is None:
         if not rule.manage:
             raise RuleError("does not exist in ECR and the manifest sets manage: false")
         check.action, check.changes = "created", [f"create the rule ({rule.upstream} -> {rule.url})"]
         if not dry_run:
-            client.create_pull_through_cache_rule(**_create_request(rule, registry_id, arn))
+            target.client.create_pull_through_cache_rule(**_create_request(rule, registry_id, arn))
         return check
-    moved = [
+    if moved := _moved(rule, have):
+        return _replace_rule(target.client, rule, check, moved, registry_id, arn)
+    return _update_rule(target.client, rule, check, have, registry_id, arn)
+
+
+def _moved(rule: Rule, have: dict[str, Any]) -> list[str]:
+    """What of the rule ECR cannot update (its upstream URL, its upstream prefix) and differs."""
+    return [
         f"{what} {old!r} -> {new!r}"
         for what, old, new in (
             ("upstream URL", have.get("upstreamRegistryUrl"), rule.url),
@@ -331,18 +272,36 @@ def _reconcile_rule(
         )
         if old != new
     ]
-    if moved:
-        if not (rule.manage and rule.allow_replace):
-            raise RuleError(
-                f"ECR has this prefix with a different {' and '.join(moved)}; ECR cannot update a rule's "
-                "upstream URL or upstream prefix: set allow_replace: true on the rule to delete and "
-                "recreate it (images already cached stay), or change it in ECR yourself"
-            )
-        check.action, check.changes = "replaced", [f"replace the rule: {', '.join(moved)}"]
-        if not dry_run:
-            client.delete_pull_through_cache_rule(ecrRepositoryPrefix=rule.prefix, **ids)
-            client.create_pull_through_cache_rule(**_create_request(rule, registry_id, arn))
-        return check
+
+
+def _replace_rule(
+    client: Any, rule: Rule, check: RuleCheck, moved: list[str], registry_id: str | None, arn: str | None
+) -> RuleCheck:
+    """Delete and create the rule again, where the manifest allows it; RuleError where not."""
+    if not (rule.manage and rule.allow_replace):
+        raise RuleError(
+            f"ECR has this prefix with a different {' and '.join(moved)}; ECR cannot update a rule's "
+            "upstream URL or upstream prefix: set allow_replace: true on the rule to delete and "
+            "recreate it (images already cached stay), or change it in ECR yourself"
+        )
+    check.action, check.changes = "replaced", [f"replace the rule: {', '.join(moved)}"]
+    if not check.dry_run:
+        ids = {"registryId": registry_id} if registry_id else {}
+        client.delete_pull_through_cache_rule(ecrRepositoryPrefix=rule.prefix, **ids)
+        client.create_pull_through_cache_rule(**_create_request(rule, registry_id, arn))
+    return check
+
+
+def _update_rule(
+    client: Any,
+    rule: Rule,
+    check: RuleCheck,
+    have: dict[str, Any],
+    registry_id: str | None,
+    arn: str | None,
+) -> RuleCheck:
+    """Update the credential and the custom role, the two things ECR can update on a rule
+    (a rule with ``manage: false`` is left as is, with a warning)."""
     update: dict[str, Any] = {}
     # Compared by full ARN: a secret deleted and created again keeps its name but not its ARN,
     # and a rule still pointing at the old ARN cannot read it.
@@ -365,7 +324,8 @@ def _reconcile_rule(
         check.changes = []
     elif update:
         check.action = "updated"
-        if not dry_run:
+        if not check.dry_run:
+            ids = {"registryId": registry_id} if registry_id else {}
             client.update_pull_through_cache_rule(ecrRepositoryPrefix=rule.prefix, **update, **ids)
     return check
 

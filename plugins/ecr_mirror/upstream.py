@@ -17,13 +17,10 @@ class Upstreams:
     """Hands out one :class:`RegistryClient` per upstream host and reads upstream digests."""
 
     def __init__(self, credentials: Credentials | None = None) -> None:
+        """``credentials(host)`` is the login for a host's client, read when that client is made."""
         self._settings = get_settings()
         self._clients: dict[str, RegistryClient] = {}
         self._lock = threading.Lock()
-        self._credentials = credentials
-
-    def use_credentials(self, credentials: Credentials) -> None:
-        """Log in to each upstream host with ``credentials(host)`` (for clients not made yet)."""
         self._credentials = credentials
 
     def client(self, host: str) -> RegistryClient:
