@@ -15,8 +15,8 @@ import boto3
 import pytest
 
 from ecr_mirror.audit import AuditStore
-from ecr_mirror.backfill import load_backfill, read_references, run_manifest
-from ecr_mirror.dag_factory import build_dag
+from ecr_mirror.backfill import BackfillSource, load_backfill, read_references, run_manifest
+from ecr_mirror.dag_factory import dag_for
 from ecr_mirror.manifest import ManifestError, load_manifest
 from ecr_mirror.sla import on_sla_miss
 from sandbox.upstream import seed_image
@@ -89,13 +89,8 @@ def test_the_backfill_dag_mirrors_a_list_resumably_and_names_what_no_rule_caches
     monkeypatch.setenv("ECR_MIRROR_BACKFILL_DIR", str(folder))  # dag.test() parses the DAG file too
     get_settings.cache_clear()
     base = load_backfill(folder, [rules_manifest(sandbox_env / "manifests")])
-    dag = build_dag(
-        base,
-        folder / "backfill.yaml",
-        with_deadline=False,
-        backfill_dir=folder,
-        rules_dir=sandbox_env / "manifests",
-    )
+    source = BackfillSource(base, folder, sandbox_env / "manifests")
+    dag = dag_for(source, folder / "backfill.yaml", with_deadline=False)
     store = AuditStore(f"sqlite:///{sandbox_env / 'audit.db'}")
 
     first = dag.test()  # the list files

@@ -10,19 +10,20 @@ rule caches (or that does not parse) is not mirrored: it gets a failed audit row
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import field_validator
 
-from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import FieldError, Manifest, ManifestError, read_document
-from ecr_mirror.mirror import RunInfo
 from ecr_mirror.refs import InvalidReference, parse_image
+from ecr_mirror.sources import ResolvedTags, RunScope, Unrouted
 
 CONFIG_FILE = "backfill.yaml"
+#: the trigger form's field, and resolve_tags' XCom key, of a run's references
+REFERENCES = "references"
 
 
 class BackfillManifest(Manifest):
@@ -32,28 +33,6 @@ class BackfillManifest(Manifest):
     @classmethod
     def _not_empty(cls, value: object) -> object:  # replaces Manifest's check of the same name
         return [] if value is None else value
-
-
-@dataclass(frozen=True)
-class Unrouted:
-    """A reference the backfill cannot mirror, and why."""
-
-    reference: str
-    error: str
-
-    def record(self, run: RunInfo) -> AuditRecord:
-        name, _, reference = self.reference.rpartition("@" if "@" in self.reference else ":")
-        return AuditRecord(
-            run_id=run.run_id,
-            dag_id=run.dag_id,
-            manifest=run.manifest,
-            image=name or self.reference,
-            ecr_repository=f"(no rule)/{name or self.reference}"[:256],
-            tag=(reference or self.reference)[:200],
-            action="failed",
-            status="failed",
-            error=self.error,
-        )
 
 
 def load_backfill(directory: Path, manifests: Sequence[Manifest]) -> BackfillManifest:
@@ -92,7 +71,7 @@ def read_references(directory: Path) -> list[str]:
 def run_manifest(base: BackfillManifest, references: Iterable[str]) -> tuple[Manifest, list[Unrouted]]:
     """The manifest of one backfill run (its images are the routable references) and the rest."""
     images: dict[str, list[str]] = {}
-    unrouted = []
+    unrouted: list[Unrouted] = []
     for reference in references:
         try:
             ref = parse_image(reference)
@@ -111,3 +90,32 @@ def run_manifest(base: BackfillManifest, references: Iterable[str]) -> tuple[Man
     specs = [{"image": image, "tags": tags or None} for image, tags in images.items()]
     data = base.model_dump(exclude={"images"})
     return BackfillManifest.model_validate({**data, "images": specs}), unrouted
+
+
+@dataclass(frozen=True)
+class BackfillSource:
+    """The backfill DAG: each run mirrors the references of its trigger form, or else every line
+    of ``directory/*.txt``, through the manifests' rules (``rules_dir``: the manifests' folder)."""
+
+    manifest: BackfillManifest
+    directory: Path
+    rules_dir: Path
+
+    def form_fields(self) -> dict[str, dict[str, Any]]:
+        return {
+            REFERENCES: {
+                "default": [],
+                "type": "array",
+                "items": {"type": "string", "minLength": 1},
+                "title": "Image references",
+                "description": f"image:tag or image@sha256:...; empty: every line of {self.directory}/*.txt",
+            }
+        }
+
+    def scope(self, params: Mapping[str, Any]) -> RunScope:
+        references = list(params.get(REFERENCES) or read_references(self.directory))
+        manifest, unrouted = run_manifest(self.manifest, references)
+        return RunScope(manifest, unrouted, {REFERENCES: references})
+
+    def run_manifest(self, resolved: ResolvedTags) -> Manifest:
+        return run_manifest(self.manifest, resolved()[REFERENCES])[0]

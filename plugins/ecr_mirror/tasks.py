@@ -1,0 +1,147 @@
+"""The bodies of a mirror DAG's tasks: plain functions of the run's values, testable without a DAG.
+
+dag_factory wires each one as an Airflow task and hands it what it reads from the task context
+(run id, trigger parameters, upstream XComs). What a function returns is its task's XCom; a run
+that must fail raises RunFailed, which the factory turns into AirflowFailException. No Airflow
+import here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from ecr_mirror.manifest import Manifest
+from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
+from ecr_mirror.plan import PlanItem
+from ecr_mirror.pools import slug, upstream_hosts
+from ecr_mirror.rules import ensure_rules as reconcile_rules
+from ecr_mirror.sources import RunSource
+from ecr_mirror.states import Status
+from ecr_mirror.tags import TagRef
+
+log = logging.getLogger(__name__)
+
+#: record_audit's message when the run never had its tags (the rules or the resolution failed)
+NOT_RESOLVED = "no tag was resolved: ensure_rules or resolve_tags failed (see that task's log)"
+#: how many failed tags record_audit names in the run's failure message
+FAILURES_SHOWN = 10
+
+Batch = list[dict[str, Any]]
+"""A batch of tags as XCom carries it (TagRef.to_dict each)."""
+Lanes = dict[str, tuple[str, int]]
+"""Task group id -> (upstream host, retries)."""
+
+
+class RunFailed(Exception):
+    """The run failed: some tag failed, or the run never had its tags. The message says which."""
+
+
+def lanes(manifest: Manifest) -> Lanes:
+    """Task group id -> (upstream host, retries). Tags are batched per upstream host (its pool) and
+    per retries: a mapped task has one ``retries``, so an image that overrides them gets a lane of
+    its own (``<host>_retries_<n>``)."""
+    default = manifest.defaults.retries
+    wanted = {(host, default) for host in upstream_hosts([manifest])}
+    wanted |= {(spec.ref.registry, manifest.image_retries(i)) for i, spec in enumerate(manifest.images)}
+    return {
+        slug(host) if retries == default else f"{slug(host)}_retries_{retries}": (host, retries)
+        for host, retries in sorted(wanted)
+    }
+
+
+def batch_label(batch: Batch) -> str:
+    """A mapped task instance's name in the UI: its first tag, and how many more."""
+    first = batch[0]
+    more = f" +{len(batch) - 1}" if len(batch) > 1 else ""
+    return f"{first['image']}:{first['tag'] or first['digest']}{more}"
+
+
+def ensure_rules(source: RunSource, options: RunOptions) -> list[dict[str, Any]]:
+    """Reconcile the manifest's rules and templates with ECR; the checks (rules.RuleCheck each)."""
+    manifest = source.manifest
+    with open_mirror(manifest) as mirror:
+        checks = reconcile_rules(
+            manifest, mirror.target, dry_run=options.dry_run, manifest_dir=source.rules_dir
+        )
+    return [asdict(check) for check in checks]
+
+
+def resolve_tags(
+    source: RunSource, run: RunInfo, options: RunOptions, params: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The run's tag batches under one key per lane (and what the source keeps for later tasks).
+
+    Tags that cannot be resolved, and references no rule caches, get their failed rows here.
+    """
+    scope = source.scope(params)
+    out: dict[str, Any] = dict(scope.remembered)
+    with open_mirror(scope.manifest) as mirror:
+        for unrouted in scope.unrouted:
+            log.error("not mirrored: %s: %s", unrouted.reference, unrouted.error)
+        mirror.store.write([unrouted.record(run) for unrouted in scope.unrouted])
+        tags = mirror.resolve(options, run).tags
+    log.info("%d tags selected from %d images", len(tags), len(scope.manifest.images))
+    size = source.manifest.defaults.batch_size
+    for lane, (host, retries) in lanes(source.manifest).items():
+        mine = [
+            t for t in tags if (t.registry, scope.manifest.image_retries(t.image_index)) == (host, retries)
+        ]
+        out[lane] = [[t.to_dict() for t in batch] for batch in batches(mine, size)]
+    return out
+
+
+def compare_digests(manifest: Manifest, batch: Batch, options: RunOptions) -> list[dict[str, Any]]:
+    """Each tag's action (PlanItem.to_dict each), with the settings its pull applies."""
+    with open_mirror(manifest) as mirror:
+        plan = mirror.compare([TagRef.from_dict(t) for t in batch], options)
+    for item in plan:
+        log.info("%s:%s %s", item.tag.image, item.tag.reference, item.action)
+    return [item.to_dict() for item in plan]
+
+
+def pull_through(
+    manifest: Manifest, plan: list[dict[str, Any]], run: RunInfo, options: RunOptions
+) -> dict[str, int]:
+    """Pull, verify and warm one batch and write its audit rows; the count of each status."""
+    with open_mirror(manifest) as mirror:
+        records = mirror.pull([PlanItem.from_dict(p) for p in plan], run, options)
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[str(record.status)] = counts.get(str(record.status), 0) + 1
+        log.info("%s:%s %s -> %s", record.image, record.tag, record.action, record.status)
+    return counts
+
+
+def record_audit(
+    manifest: Manifest,
+    run: RunInfo,
+    checks: list[dict[str, Any]] | None,
+    resolved: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Close the run: a failed row for every tag without one, the summary (with the rules'
+    warnings), and RunFailed when any tag failed or the run never had its tags.
+
+    ``checks`` and ``resolved`` are ensure_rules' and resolve_tags' XComs, None when those failed.
+    """
+    tags = [
+        TagRef.from_dict(t)
+        for lane in lanes(manifest)
+        for batch in (resolved or {}).get(lane, [])
+        for t in batch
+    ]
+    notes = [warning for check in checks or [] for warning in check["warnings"]]
+    if resolved is None:
+        notes.append(NOT_RESOLVED)
+    with open_mirror(manifest) as mirror:
+        summary, records = mirror.finish(run, tags, note="; ".join(notes) or None, failed=resolved is None)
+    failed = [r for r in records if r.status is Status.FAILED]
+    log.info("run %s: %d tags, %s", run.run_id, summary.total, summary.counts)
+    if resolved is None:
+        raise RunFailed(NOT_RESOLVED)
+    if failed:
+        shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in failed[:FAILURES_SHOWN])
+        raise RunFailed(f"{len(failed)} of {summary.total} tags failed: {shown}")
+    return {"total": summary.total, "counts": summary.counts}
