@@ -1,19 +1,25 @@
 """The audit trail: one row per tag per run, and one summary row per run.
 
 Stored with SQLAlchemy Core so the same code writes SQLite (the default) and PostgreSQL. Rows are
-written as each batch finishes; a retried batch replaces its own rows, so a run never holds two
-rows for one tag.
+written as each batch finishes; a retried batch replaces its own rows (an upsert on the row's
+key), so a run never holds two rows for one tag.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from ecr_mirror.states import Action, RunStatus, Status
+
+R = TypeVar("R")
 
 metadata = sa.MetaData()
 
@@ -77,7 +83,10 @@ sla_miss_rows = sa.Table(
 )
 
 #: statuses that fail a run
-FAILED_STATUSES = frozenset({"failed"})
+FAILED_STATUSES = frozenset({Status.FAILED})
+
+#: the INSERT ... ON CONFLICT DO UPDATE of each dialect the store supports
+_UPSERTS: dict[str, Callable[[sa.Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 def utcnow() -> datetime:
@@ -92,8 +101,8 @@ class AuditRecord:
     image: str
     ecr_repository: str
     tag: str
-    action: str
-    status: str
+    action: Action
+    status: Status
     upstream_digest: str | None = None
     cached_digest_before: str | None = None
     cached_digest_after: str | None = None
@@ -110,7 +119,7 @@ class RunSummary:
     run_id: str
     dag_id: str
     manifest: str
-    status: str
+    status: RunStatus
     total: int
     counts: dict[str, int]
     note: str | None = None
@@ -118,13 +127,13 @@ class RunSummary:
 
     @classmethod
     def of(cls, run_id: str, dag_id: str, manifest: str, records: Sequence[AuditRecord]) -> RunSummary:
-        counts = Counter(r.status for r in records)
+        counts = Counter(str(r.status) for r in records)
         failed = sum(counts[s] for s in FAILED_STATUSES)
         return cls(
             run_id=run_id,
             dag_id=dag_id,
             manifest=manifest,
-            status="failed" if failed else "success",
+            status=RunStatus.FAILED if failed else RunStatus.SUCCESS,
             total=len(records),
             counts=dict(sorted(counts.items())),
         )
@@ -152,29 +161,70 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
+def _record(row: Mapping[str, Any]) -> AuditRecord:
+    values = dict(row)
+    values.update(
+        action=Action(values["action"]),
+        status=Status(values["status"]),
+        started_at=_aware(values["started_at"]),
+        finished_at=_aware(values["finished_at"]),
+    )
+    return AuditRecord(**values)
+
+
+def _summary(row: Mapping[str, Any]) -> RunSummary:
+    values = dict(row)
+    values.update(
+        status=RunStatus(values["status"]),
+        counts=json.loads(values["counts"]),
+        finished_at=_aware(values["finished_at"]),
+    )
+    return RunSummary(**values)
+
+
+def _sla_miss(row: Mapping[str, Any]) -> SlaMiss:
+    values = dict(row)
+    values["recorded_at"] = _aware(values["recorded_at"])
+    if values["deadline_at"] is not None:
+        values["deadline_at"] = _aware(values["deadline_at"])
+    return SlaMiss(**values)
+
+
 class AuditStore:
-    """Reads and writes the audit tables at one SQLAlchemy URL (tables are created on first use)."""
+    """Reads and writes the audit tables at one SQLAlchemy URL (tables are created on first use).
+
+    SQLite and PostgreSQL: rows are written with their dialect's INSERT ... ON CONFLICT DO UPDATE.
+    """
 
     def __init__(self, url: str) -> None:
         self.engine = sa.create_engine(url, future=True)
+        if self.engine.dialect.name not in _UPSERTS:
+            self.engine.dispose()
+            raise ValueError(f"the audit store runs on SQLite or PostgreSQL, not {self.engine.dialect.name}")
         metadata.create_all(self.engine)
+
+    def _upsert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+        """Insert ``rows``; a row whose ``keys`` are stored already replaces that row (a retried
+        batch, a blob warmed again, a summary written again). Of rows with equal keys the last wins."""
+        unique = list({tuple(row[key] for key in keys): row for row in rows}.values())
+        if not unique:
+            return
+        insert = _UPSERTS[self.engine.dialect.name](table)
+        changed = [name for name in unique[0] if name not in keys]
+        statement = insert.on_conflict_do_update(
+            index_elements=list(keys), set_={name: insert.excluded[name] for name in changed}
+        )
+        with self.engine.begin() as conn:
+            conn.execute(statement, unique)
+
+    def _read(self, query: sa.Select[Any], convert: Callable[[Mapping[str, Any]], R]) -> list[R]:
+        with self.engine.connect() as conn:
+            return [convert(row) for row in conn.execute(query).mappings()]
 
     def write(self, records: Iterable[AuditRecord]) -> None:
         """Insert rows, replacing earlier rows of the same run and tag (a retried batch)."""
-        rows = [asdict(r) for r in records]
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            for row in rows:
-                conn.execute(
-                    tag_rows.delete().where(
-                        tag_rows.c.run_id == row["run_id"],
-                        tag_rows.c.dag_id == row["dag_id"],
-                        tag_rows.c.ecr_repository == row["ecr_repository"],
-                        tag_rows.c.tag == row["tag"],
-                    )
-                )
-            conn.execute(tag_rows.insert(), rows)
+        keys = ("run_id", "dag_id", "ecr_repository", "tag")
+        self._upsert(tag_rows, [asdict(r) for r in records], keys)
 
     def records(self, *, dag_id: str | None = None, run_id: str | None = None) -> list[AuditRecord]:
         query = sa.select(*(tag_rows.c[name] for name in _RECORD_FIELDS)).order_by(tag_rows.c.id)
@@ -182,14 +232,7 @@ class AuditStore:
             query = query.where(tag_rows.c.dag_id == dag_id)
         if run_id:
             query = query.where(tag_rows.c.run_id == run_id)
-        with self.engine.connect() as conn:
-            out = []
-            for row in conn.execute(query).mappings():
-                values = dict(row)
-                values["started_at"] = _aware(values["started_at"])
-                values["finished_at"] = _aware(values["finished_at"])
-                out.append(AuditRecord(**values))
-            return out
+        return self._read(query, _record)
 
     def warmed(self, repository: str) -> set[str]:
         """Digests of the blobs already warmed through ECR in ``repository``."""
@@ -203,59 +246,23 @@ class AuditStore:
             {"ecr_repository": repository, "digest": d, "size_bytes": n, "warmed_at": utcnow()}
             for d, n in sizes.items()
         ]
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(
-                warmed_blobs.delete().where(
-                    warmed_blobs.c.ecr_repository == repository, warmed_blobs.c.digest.in_(list(sizes))
-                )
-            )
-            conn.execute(warmed_blobs.insert(), rows)
+        self._upsert(warmed_blobs, rows, ("ecr_repository", "digest"))
 
     def write_summary(self, summary: RunSummary) -> None:
-        row = asdict(summary)
-        row["counts"] = json.dumps(summary.counts)
-        with self.engine.begin() as conn:
-            conn.execute(
-                run_rows.delete().where(
-                    run_rows.c.run_id == summary.run_id, run_rows.c.dag_id == summary.dag_id
-                )
-            )
-            conn.execute(run_rows.insert(), [row])
+        row = {**asdict(summary), "counts": json.dumps(summary.counts)}
+        self._upsert(run_rows, [row], ("run_id", "dag_id"))
 
     def summaries(self, *, dag_id: str | None = None, limit: int = 20) -> list[RunSummary]:
         query = sa.select(run_rows).order_by(run_rows.c.finished_at.desc()).limit(limit)
         if dag_id:
             query = query.where(run_rows.c.dag_id == dag_id)
-        with self.engine.connect() as conn:
-            out = []
-            for row in conn.execute(query).mappings():
-                values = dict(row)
-                values["counts"] = json.loads(values["counts"])
-                values["finished_at"] = _aware(values["finished_at"])
-                out.append(RunSummary(**values))
-            return out
+        return self._read(query, _summary)
 
     def write_sla_miss(self, miss: SlaMiss) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                sla_miss_rows.delete().where(
-                    sla_miss_rows.c.run_id == miss.run_id, sla_miss_rows.c.dag_id == miss.dag_id
-                )
-            )
-            conn.execute(sla_miss_rows.insert(), [asdict(miss)])
+        self._upsert(sla_miss_rows, [asdict(miss)], ("run_id", "dag_id"))
 
     def sla_misses(self, *, dag_id: str | None = None) -> list[SlaMiss]:
         query = sa.select(sla_miss_rows).order_by(sla_miss_rows.c.recorded_at)
         if dag_id:
             query = query.where(sla_miss_rows.c.dag_id == dag_id)
-        with self.engine.connect() as conn:
-            out = []
-            for row in conn.execute(query).mappings():
-                values = dict(row)
-                values["recorded_at"] = _aware(values["recorded_at"])
-                if values["deadline_at"] is not None:
-                    values["deadline_at"] = _aware(values["deadline_at"])
-                out.append(SlaMiss(**values))
-            return out
+        return self._read(query, _sla_miss)
