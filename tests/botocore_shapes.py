@@ -47,7 +47,7 @@ def _check(shape: Shape, value: Any, path: str) -> None:
         if kind == "list":
             for index, item in enumerate(value):
                 _check(shape.member, item, f"{path}[{index}]")
-        else:
+        elif isinstance(value, dict):
             for key, item in value.items():
                 _check(shape.key, key, f"{path}<key>")
                 _check(shape.value, item, f"{path}[{key}]")

@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
+from ecr_mirror.states import Action, Status
 
 PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
@@ -42,8 +43,8 @@ def record(tag: str, status: str = "pulled", **extra) -> AuditRecord:
         image="docker.io/library/nginx",
         ecr_repository="docker-hub/library/nginx",
         tag=tag,
-        action="missing",
-        status=status,
+        action=Action.MISSING,
+        status=Status(status),
         upstream_digest="sha256:" + "a" * 64,
         **extra,
     )

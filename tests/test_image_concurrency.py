@@ -7,12 +7,14 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.ecr import CachedImages
 from ecr_mirror.manifest import load_manifest
 from ecr_mirror.mirror import Mirror, RunOptions
 from ecr_mirror.plan import PlanItem
+from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
 
 MANIFEST = """
 name: caps
@@ -66,7 +68,9 @@ def test_an_image_concurrency_caps_only_that_image(tmp_path: Path):
     path.write_text(MANIFEST)
     manifest = load_manifest(path)
     upstream = HeldUpstream()
-    mirror = Mirror(manifest, EmptyTarget(), AuditStore(f"sqlite:///{tmp_path / 'audit.db'}"), upstream)
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    # a comparison reads only cached_images of the target and digest of the upstreams
+    mirror = Mirror(manifest, cast(MirrorTarget, EmptyTarget()), store, cast(UpstreamRegistries, upstream))
     tags = mirror.resolve(RunOptions()).tags
     plan: list[PlanItem] = []
     comparing = threading.Thread(target=lambda: plan.extend(mirror.compare(tags)))

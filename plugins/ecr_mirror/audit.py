@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy import RowMapping
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ecr_mirror.states import Action, RunStatus, Status
@@ -161,7 +162,7 @@ def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _record(row: Mapping[str, Any]) -> AuditRecord:
+def _record(row: RowMapping) -> AuditRecord:
     values = dict(row)
     values.update(
         action=Action(values["action"]),
@@ -172,7 +173,7 @@ def _record(row: Mapping[str, Any]) -> AuditRecord:
     return AuditRecord(**values)
 
 
-def _summary(row: Mapping[str, Any]) -> RunSummary:
+def _summary(row: RowMapping) -> RunSummary:
     values = dict(row)
     values.update(
         status=RunStatus(values["status"]),
@@ -182,7 +183,7 @@ def _summary(row: Mapping[str, Any]) -> RunSummary:
     return RunSummary(**values)
 
 
-def _sla_miss(row: Mapping[str, Any]) -> SlaMiss:
+def _sla_miss(row: RowMapping) -> SlaMiss:
     values = dict(row)
     values["recorded_at"] = _aware(values["recorded_at"])
     if values["deadline_at"] is not None:
@@ -217,7 +218,7 @@ class AuditStore:
         with self.engine.begin() as conn:
             conn.execute(statement, unique)
 
-    def _read(self, query: sa.Select[Any], convert: Callable[[Mapping[str, Any]], R]) -> list[R]:
+    def _read(self, query: sa.Select[Any], convert: Callable[[RowMapping], R]) -> list[R]:
         with self.engine.connect() as conn:
             return [convert(row) for row in conn.execute(query).mappings()]
 

@@ -235,7 +235,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=_audit)
     args = parser.parse_args(argv)
-    return args.func(args)
+    code: int = args.func(args)
+    return code
 
 
 if __name__ == "__main__":

@@ -87,6 +87,18 @@ def _default_args(manifest: Manifest) -> dict[str, Any]:
     }
 
 
+def _context(manifest: Manifest) -> tuple[Any, RunInfo, RunOptions]:
+    """The running task's context, its run and the run's trigger options."""
+    current: Any = get_current_context()
+    run = RunInfo(current["run_id"], manifest.dag_id, manifest.name)
+    return current, run, RunOptions.from_dict(current["params"])
+
+
+def _resolved_tags(current: Any) -> ResolvedTags:
+    """Reads resolve_tags' XCom of the running task's run, when called."""
+    return lambda: current["ti"].xcom_pull(task_ids="resolve_tags")
+
+
 def _wire(source: RunSource) -> None:
     """The tasks of a mirror DAG (bodies in tasks.py) and their dependencies::
 
@@ -95,46 +107,38 @@ def _wire(source: RunSource) -> None:
     """
     manifest = source.manifest
 
-    def context() -> tuple[Any, RunInfo, RunOptions]:
-        """The task's context, its run and the run's trigger options."""
-        current: Any = get_current_context()
-        run = RunInfo(current["run_id"], manifest.dag_id, manifest.name)
-        return current, run, RunOptions.from_dict(current["params"])
-
-    def resolved_tags(current: Any) -> ResolvedTags:
-        return lambda: current["ti"].xcom_pull(task_ids="resolve_tags")  # type: ignore[no-any-return]
-
     @task
     def ensure_rules() -> list[dict[str, Any]]:
-        return tasks.ensure_rules(source, context()[2])
+        return tasks.ensure_rules(source, _context(manifest)[2])
 
     @task
     def resolve_tags() -> dict[str, Any]:
-        current, this, options = context()
+        current, this, options = _context(manifest)
         return tasks.resolve_tags(source, this, options, current["params"])
 
     @task
     def batches_of(resolved: dict[str, Any], lane: str) -> tasks.Batch:
         """One lane's batches (Airflow maps over a whole XCom only, not over a key of it)."""
-        return resolved[lane]  # type: ignore[no-any-return]
+        lane_batches: tasks.Batch = resolved[lane]
+        return lane_batches
 
     @task(map_index_template="{{ batch_label }}")
     def compare_digests(batch: tasks.Batch) -> list[dict[str, Any]]:
-        current, _, options = context()
+        current, _, options = _context(manifest)
         current["batch_label"] = tasks.batch_label(batch)
-        return tasks.compare_digests(source.run_manifest(resolved_tags(current)), batch, options)
+        return tasks.compare_digests(source.run_manifest(_resolved_tags(current)), batch, options)
 
     @task(map_index_template="{{ batch_label }}")
     def pull_through(plan: list[dict[str, Any]]) -> dict[str, int]:
-        current, this, options = context()
+        current, this, options = _context(manifest)
         current["batch_label"] = tasks.batch_label([p["tag"] for p in plan])
-        return tasks.pull_through(source.run_manifest(resolved_tags(current)), plan, this, options)
+        return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def record_audit() -> dict[str, Any]:
         # XComs are pulled here, not taken as arguments: this task runs after failures too,
         # when ensure_rules or resolve_tags may have left nothing to pull.
-        current, this, _ = context()
+        current, this, _ = _context(manifest)
         ti = current["ti"]
         try:
             checks = ti.xcom_pull(task_ids="ensure_rules")
@@ -148,7 +152,8 @@ def _wire(source: RunSource) -> None:
     for lane, (host, retries) in tasks.lanes(manifest).items():
         with TaskGroup(group_id=lane, tooltip=f"batches of {host} ({retries} retries)"):
             pool = pool_name(host)
-            mine = batches_of.override(task_id="batches")(resolved, lane)
+            # Airflow hands the task resolve_tags' value for the XComArg when it runs
+            mine = batches_of.override(task_id="batches")(resolved, lane)  # type: ignore[arg-type]
             plans = compare_digests.override(pool=pool, retries=retries).expand(batch=mine)
             pull_through.override(pool=pool, retries=retries).expand(plan=plans) >> audit
 

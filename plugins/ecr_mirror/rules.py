@@ -92,7 +92,7 @@ def _policy_text(source: PolicySource, manifest_dir: Path | None, what: str) -> 
 
 def template_request(prefix: str, spec: TemplateSpec, manifest_dir: Path | None) -> dict[str, Any]:
     """The create/update_repository_creation_template request a TemplateSpec stands for."""
-    encryption = {"encryptionType": spec.encryption_type}
+    encryption: dict[str, str] = {"encryptionType": spec.encryption_type}
     if spec.kms_key:
         encryption["kmsKey"] = spec.kms_key
     request: dict[str, Any] = {

@@ -13,7 +13,8 @@ import logging
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import AsyncCallback, DeadlineAlert, DeadlineReference
+from airflow.sdk.definitions.callback import AsyncCallback
+from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from ecr_mirror.audit import AuditStore, SlaMiss
 from ecr_mirror.manifest import Manifest

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from semantic_version import NpmSpec, SimpleSpec, Version
 
@@ -26,7 +27,7 @@ _PRE_PART_RE = re.compile(r"[A-Za-z]+|\d+")
 _PEP440_OPERATORS = (",", "~=", "==", "!=")
 _RANGE_V_RE = re.compile(r"(?<![A-Za-z0-9])v(?=\d)")
 
-VersionRange = NpmSpec | SimpleSpec
+VersionRange: TypeAlias = NpmSpec | SimpleSpec
 
 
 @dataclass(frozen=True)

@@ -379,4 +379,5 @@ def _basic_header(credentials: tuple[str, str]) -> str:
 
 
 def _media_type(response: httpx.Response) -> str:
-    return response.headers.get("Content-Type", "").split(";")[0].strip()
+    content_type: str = response.headers.get("Content-Type", "")
+    return content_type.split(";")[0].strip()
