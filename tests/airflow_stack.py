@@ -42,14 +42,23 @@ T = TypeVar("T")
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float, every: float = 1.0) -> T:
-    """Call ``probe`` until it returns something other than None; fail naming ``what`` after ``timeout``."""
+    """Call ``probe`` until it returns something other than None; fail naming ``what`` after ``timeout``.
+
+    A probe that cannot reach the api-server (a transport error, a reply slower than its timeout,
+    as a loaded machine gives) is tried again until the deadline; the last such error is named.
+    """
     deadline = time.monotonic() + timeout
+    failure: httpx.TransportError | None = None
     while True:
-        value = probe()
+        try:
+            value = probe()
+        except httpx.TransportError as exc:  # timeouts included
+            failure, value = exc, None
         if value is not None:
             return value
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+            last = f" (last error: {type(failure).__name__}: {failure})" if failure else ""
+            raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}{last}")
         time.sleep(every)
 
 
@@ -88,7 +97,7 @@ class AirflowStack:
 
     def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.token}"}
-        return httpx.request(method, f"{self.url}/api/v2{path}", headers=headers, timeout=30, **kwargs)
+        return httpx.request(method, f"{self.url}/api/v2{path}", headers=headers, timeout=60, **kwargs)
 
     def wait_for_dags(self, dag_ids: list[str], timeout: float = 120) -> None:
         def parsed() -> bool | None:

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sandbox.services import Sandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="ecr-mirror-airflow-"))
@@ -33,8 +38,9 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture(scope="session")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback."""
+def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback,
+    started once for the session."""
     from sandbox.services import start_sandbox
 
     running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
@@ -43,7 +49,32 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
 
 
 @pytest.fixture
-def sandbox_env(sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+def sandbox(
+    request: pytest.FixtureRequest, shared_sandbox: Sandbox, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Sandbox]:
+    """The session's sandbox. A test marked ``own_clock`` gets an ECR emulator of its own (same
+    upstream registries and Secrets Manager), so the clock it moves is no other test's."""
+    if request.node.get_closest_marker("own_clock") is None:
+        yield shared_sandbox
+        return
+    from sandbox.ecr_emulator.process import start_emulator
+    from sandbox.services import ACCOUNT, REGION
+
+    emulator = start_emulator(
+        tmp_path_factory.mktemp("ecr"),
+        shared_sandbox.upstreams,
+        account=ACCOUNT,
+        region=REGION,
+        secrets_endpoint=shared_sandbox.secrets_url,
+    )
+    try:
+        yield dataclasses.replace(shared_sandbox, ecr_url=emulator.url)
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture
+def sandbox_env(sandbox: Sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Point the project at the sandbox (connection, upstreams), a fresh audit database
     (``<tmp>/audit.db``) and a manifest folder for the DAG file (``<tmp>/manifests``)."""
     from ecr_mirror.settings import get_settings

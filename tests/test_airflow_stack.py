@@ -19,7 +19,7 @@ from ecr_mirror.manifest import load_manifest
 from sandbox.upstream import seed_image
 from tests.airflow_stack import AirflowStack, create_stack, wait_for
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.stack
 
 HUB = "registry-1.docker.io"
 HUB_RULE = (
@@ -48,13 +48,16 @@ DAG_IDS = [f"ecr_mirror__{name.replace('-', '_')}" for name in MANIFESTS]
 
 
 @pytest.fixture(scope="module")
-def upstream_digests(sandbox) -> dict[str, str]:
+def upstream_digests(shared_sandbox) -> dict[str, str]:
     """The tags of acme/stack in the sandbox's Docker Hub, and their digests."""
-    return {tag: seed_image(sandbox.upstreams[HUB], "acme/stack", tag).digest for tag in ("1.0", "2.0")}
+    hub = shared_sandbox.upstreams[HUB]
+    return {tag: seed_image(hub, "acme/stack", tag).digest for tag in ("1.0", "2.0")}
 
 
 @pytest.fixture(scope="module")
-def stack(sandbox, upstream_digests, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AirflowStack]:
+def stack(
+    shared_sandbox, upstream_digests, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AirflowStack]:
     home = tmp_path_factory.mktemp("stack")
     for name, text in MANIFESTS.items():
         (home / "manifests").mkdir(exist_ok=True)
@@ -63,7 +66,7 @@ def stack(sandbox, upstream_digests, tmp_path_factory: pytest.TempPathFactory) -
     running = create_stack(
         home,
         {
-            **sandbox.environment(),
+            **shared_sandbox.environment(),
             "ECR_MIRROR_MANIFEST_DIR": str(home / "manifests"),
             "ECR_MIRROR_BACKFILL_DIR": str(home / "backfill"),
             "ECR_MIRROR_POOLS": json.dumps({"quay.io": 0}),

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
@@ -15,12 +14,19 @@ from sandbox.upstream import seed_image
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "config" / "manifests"
 OTHER_DIGEST = "sha256:" + "0" * 64
+VALID = """\
+# a valid manifest
+name: monitoring
+target: {region: eu-west-1}
+rules: [{prefix: quay, upstream: quay}]
+images: [{image: quay.io/prometheus/prometheus, tags: {semver: "^3", latest: 2}}]
+"""
 
 
 def test_validate_lists_every_error_of_every_file_and_names_used_twice(tmp_path, capsys):
-    shutil.copy(EXAMPLES / "monitoring.yaml", tmp_path / "a.yaml")
+    (tmp_path / "a.yaml").write_text(VALID)
     (tmp_path / "other").mkdir()
-    shutil.copy(EXAMPLES / "monitoring.yaml", tmp_path / "other" / "again.yaml")
+    (tmp_path / "other" / "again.yaml").write_text(VALID)
     bad = tmp_path / "bad.yml"
     bad.write_text(
         "name: bad\ntarget: {region: cn-north-1}\nrules: [{prefix: quay, upstream: quay}]\n"
@@ -35,7 +41,7 @@ def test_validate_lists_every_error_of_every_file_and_names_used_twice(tmp_path,
         f"{bad}:2: target.region: ECR pull through cache is not available in cn-north-1",
         f"{bad}:6: images[0].tags.include[0]: '(' is not a valid regular expression: "
         "missing ), unterminated subpattern at position 0",
-        f"{tmp_path / 'other' / 'again.yaml'}:5: name: 'monitoring' gives DAG id ecr_mirror__monitoring, "
+        f"{tmp_path / 'other' / 'again.yaml'}:2: name: 'monitoring' gives DAG id ecr_mirror__monitoring, "
         f"already used by {tmp_path / 'a.yaml'}",
     ]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -40,14 +39,33 @@ def test_every_example_manifest_becomes_a_dag_without_network(monkeypatch):
     assert set(bag.dag_ids) == {"ecr_mirror__platform_base", "ecr_mirror__monitoring", "ecr_mirror__backfill"}
 
 
+BASE = """
+name: platform-base
+schedule: "0 */6 * * *"
+target: {region: eu-west-1}
+defaults: {retries: 2, batch_size: 2}
+rules:
+  - {prefix: docker-hub, upstream: docker-hub, credential_secret: ecr-pullthroughcache/docker-hub}
+images:
+  - {image: nginx, tags: ["1.27", "1.27-alpine"]}
+  - {image: bitnami/redis, tags: ["7.4"]}
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(text)
+    return path
+
+
 def test_a_broken_manifest_does_not_stop_the_others_and_shows_as_a_failing_dag(tmp_path, monkeypatch, caplog):
-    shutil.copy(EXAMPLES / "monitoring.yaml", tmp_path)
+    write(tmp_path, "platform-base", BASE)
     (tmp_path / "broken.yaml").write_text("name: broken\ntarget: {region: eu-west-1}\nimages: [}\n")
     (tmp_path / "no-rules.yaml").write_text("name: no-rules\ntarget: {region: eu-west-1}\nimages: []\n")
     bag = dagbag(tmp_path, monkeypatch)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
-        "ecr_mirror__monitoring",
+        "ecr_mirror__platform_base",
         "ecr_mirror__backfill",
         "ecr_mirror__invalid__broken",
         "ecr_mirror__invalid__no_rules",
@@ -75,8 +93,8 @@ def test_a_manifest_that_wants_a_shared_rule_differently_is_refused_by_name(tmp_
     )
 
 
-def test_task_layout_retries_pools_timeouts_and_schedule():
-    path = EXAMPLES / "platform-base.yaml"
+def test_task_layout_retries_pools_timeouts_and_schedule(tmp_path):
+    path = write(tmp_path, "platform-base", BASE)
     dag = build_dag(load_manifest(path), path)
     assert dag.dag_id == "ecr_mirror__platform_base"
     hub = "registry_1_docker_io"
@@ -153,10 +171,10 @@ def test_each_upstream_gets_its_pool_and_the_sla_becomes_a_deadline_alert(tmp_pa
     assert build_dag(load_manifest(path), path, with_deadline=False).deadline in (None, [])
 
 
-def test_the_form_refuses_bad_values():
+def test_the_form_refuses_bad_values(tmp_path):
     from airflow.sdk.exceptions import ParamValidationError
 
-    path = EXAMPLES / "monitoring.yaml"
+    path = write(tmp_path, "platform-base", BASE)
     params = build_dag(load_manifest(path), path).params
     assert params.get_param("on_drift").resolve("report") == "report"
     assert params.get_param("images").resolve(["quay.io/*"]) == ["quay.io/*"]

@@ -53,6 +53,7 @@ def test_report_records_the_drift_and_pulls_nothing(sandbox, drifted):
     assert sandbox.emulator("stats")["manifest_gets"] == gets
 
 
+@pytest.mark.own_clock
 def test_repull_is_stale_within_24_hours_and_refreshed_after(sandbox, drifted):
     m, audit, key, old, new = drifted
     with engine(m, audit) as mirror:
@@ -88,6 +89,7 @@ def test_the_manifest_policy_applies_per_image(sandbox, drifted):
     assert (row.status, row.cached_digest_after) == ("pulled", new)
 
 
+@pytest.mark.own_clock
 def test_an_immutable_repository_is_never_touched(sandbox, sandbox_env):
     hub = sandbox.upstreams[HUB]
     old = seed_image(hub, "library/d-frozen", "1", platforms=())

@@ -78,6 +78,7 @@ def skopeo_digest(sandbox, repository: str, tag: str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+@pytest.mark.own_clock
 def test_mirror_then_up_to_date_then_drift(airflow_db, sandbox, sandbox_env, tmp_path):
     hub = sandbox.upstreams[HUB]
     alpine = [seed_image(hub, "library/alpine", tag) for tag in ("3.20", "3.21")]
