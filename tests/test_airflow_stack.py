@@ -19,7 +19,7 @@ from ecr_mirror.manifest import load_manifest
 from sandbox.upstream import seed_image
 from tests.airflow_stack import AirflowStack, create_stack, wait_for
 
-pytestmark = pytest.mark.stack
+pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
 HUB = "registry-1.docker.io"
 HUB_RULE = (
