@@ -116,6 +116,11 @@ def test_dev_airflow_brings_up_a_working_ui_and_stops_cleanly(dev_airflow):
     assert pools["ecr_mirror__registry_1_docker_io"] == 4 and pools["ecr_mirror__quay_io"] == 4
 
     dag_id = "ecr_mirror__platform_base"
+    # the plugin is loaded: a typo in the conf is refused for the user, Airflow refuses a stranger
+    typo = {"logical_date": None, "conf": {"dryrun": True}}
+    response = api.post(f"/dags/{dag_id}/dagRuns", json=typo)
+    assert response.status_code == 400 and "did you mean 'dry_run'?" in response.text, response.text
+    assert httpx.post(f"{url}/api/v2/dags/{dag_id}/dagRuns", json=typo, timeout=30).status_code == 401
     response = api.post(f"/dags/{dag_id}/dagRuns", json={"logical_date": None})
     assert response.status_code == 200, response.text
     run_id = response.json()["dag_run_id"]
