@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+import httpx
 from cryptography.fernet import Fernet
 
 from ecr_mirror.manifest import load_manifests
@@ -233,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nstopping", flush=True)
         return 0
-    except (RuntimeError, TimeoutError) as exc:
+    except (RuntimeError, TimeoutError, httpx.HTTPError) as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
