@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
+from sandbox.airflow_stack import ROOT
 from sandbox.upstream import seed_image
 from tests.airflow_stack import AirflowStack, create_stack, wait_for
 
@@ -43,7 +45,23 @@ MANIFESTS = {
     "defaults: {retries: 0}\nrules:\n"
     + HUB_RULE.format(prefix="sched")
     + 'images:\n  - image: acme/stack\n    tags: ["1.0"]\n',
+    # its upstream's pool is deleted before it is triggered
+    "pooled": "name: pooled\ntarget: {region: eu-west-1}\ndefaults: {retries: 0}\nrules:\n"
+    + HUB_RULE.format(prefix="pooled")
+    + 'images:\n  - image: acme/stack\n    tags: ["1.0"]\n',
 }
+# a DAG of another project beside ecr-mirror's: its conf is none of ecr-mirror's business
+OTHER_DAG = """
+from airflow.sdk import DAG, Param, task
+
+with DAG("other_project", schedule=None, params={"size": Param(1, type="integer")}):
+
+    @task
+    def noop():
+        pass
+
+    noop()
+"""
 DAG_IDS = [f"ecr_mirror__{name.replace('-', '_')}" for name in MANIFESTS]
 
 
@@ -63,10 +81,14 @@ def stack(
         (home / "manifests").mkdir(exist_ok=True)
         (home / "manifests" / f"{name}.yaml").write_text(text)
     (home / "backfill").mkdir()
+    (home / "dags").mkdir()
+    (home / "dags" / "ecr_mirror_dags.py").symlink_to(ROOT / "dags" / "ecr_mirror_dags.py")
+    (home / "dags" / "other_project.py").write_text(OTHER_DAG)
     running = create_stack(
         home,
         {
             **shared_sandbox.environment(),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
             "ECR_MIRROR_MANIFEST_DIR": str(home / "manifests"),
             "ECR_MIRROR_BACKFILL_DIR": str(home / "backfill"),
             "ECR_MIRROR_POOLS": json.dumps({"quay.io": 0}),
@@ -75,7 +97,7 @@ def stack(
     try:
         print(running.run("ecr-mirror-pools").stdout)
         running.start()
-        running.wait_for_dags(DAG_IDS)
+        running.wait_for_dags([*DAG_IDS, "other_project"])
         yield running
     finally:
         running.stop()
@@ -229,3 +251,56 @@ def test_airflow_backfill_create_runs_a_scheduled_manifest_per_date(stack, upstr
     assert [(r.tag, r.action, r.status, r.cached_digest_after) for r in second] == [
         ("1.0", "up_to_date", "ok", upstream)
     ]
+
+
+def test_a_missing_pool_is_created_when_the_run_starts(stack):
+    """Without its pool a task stays "scheduled" for ever (only the scheduler log says why)."""
+    dag_id, pool = "ecr_mirror__pooled", "ecr_mirror__registry_1_docker_io"
+    assert stack.api("DELETE", f"/pools/{pool}").status_code == 204
+    assert stack.api("GET", f"/pools/{pool}").status_code == 404
+    unpause(stack, dag_id)
+    run_id = trigger(stack, dag_id)
+    run = stack.wait_for_run(dag_id, run_id, timeout=120)
+    assert run["state"] == "success"
+    recreated = stack.api("GET", f"/pools/{pool}").json()
+    assert recreated["slots"] == 4  # ECR_MIRROR_POOL_SLOTS' default
+    assert run_id in recreated["description"]
+    scheduler_log = (stack.home / "scheduler.log").read_text()
+    assert f"Pool {pool} did not exist: created it with 4 slots" in scheduler_log
+
+
+def _runs(stack: AirflowStack, dag_id: str) -> int:
+    return int(stack.api("GET", f"/dags/{dag_id}/dagRuns").json()["total_entries"])
+
+
+def test_a_conf_key_the_form_does_not_have_is_refused_naming_the_closest(stack):
+    dag_id = "ecr_mirror__forms"
+    before = _runs(stack, dag_id)
+    for conf, shown in (
+        ({"dryrun": True}, "conf: unknown key 'dryrun' (did you mean 'dry_run'?)"),
+        ({"dry_run": True, "image": ["x"]}, "conf: unknown key 'image' (did you mean 'images'?)"),
+        ({"zzz": 1}, "conf: unknown key 'zzz' (valid keys: dry_run, extra_tags, force, images, on_drift"),
+    ):
+        response = stack.api("POST", f"/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        assert response.status_code == 400, response.text
+        assert response.json()["detail"].startswith(shown), response.text
+    assert _runs(stack, dag_id) == before  # no run was made
+
+    # the same through a backfill of a scheduled manifest
+    body = {"dag_id": "ecr_mirror__scheduled", "from_date": "2025-02-01T00:00:00Z"}
+    body |= {"to_date": "2025-02-02T00:00:00Z", "dag_run_conf": {"dry-run": True}}
+    response = stack.api("POST", "/backfills/dry_run", json=body)
+    assert response.status_code == 400, response.text
+    assert "unknown key 'dry-run' (did you mean 'dry_run'?)" in response.text
+
+    # a request Airflow refuses is answered by Airflow, whatever its conf (this stack runs the
+    # all-admins mode, which lets anonymous requests in: test_local_airflow checks those)
+    bad = {"logical_date": None, "conf": {"dryrun": True}}
+    forged = {"Authorization": "Bearer not-a-token"}
+    refused = httpx.post(f"{stack.url}/api/v2/dags/{dag_id}/dagRuns", json=bad, headers=forged, timeout=30)
+    assert refused.status_code == 403 and "Invalid JWT token" in refused.text, refused.text
+
+    # the form's own keys pass, and so does any conf of a DAG that is not ecr-mirror's
+    trigger(stack, dag_id, {"dry_run": True, "images": ["acme/*"]})
+    assert _runs(stack, dag_id) == before + 1
+    trigger(stack, "other_project", {"size": 2, "anything": "goes"})

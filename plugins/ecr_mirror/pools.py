@@ -65,3 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, slots in ensure_pools(sorted(hosts)).items():
         print(f"pool {name}: {slots} slots")
     return 0
+
+
+def configured_slots(name: str) -> int:
+    """The slots ``ECR_MIRROR_POOLS``/``ECR_MIRROR_POOL_SLOTS`` give the pool called ``name``."""
+    settings = get_settings()
+    by_name = {pool_name(host): slots for host, slots in settings.pools.items()}
+    return by_name.get(name, settings.pool_slots)
