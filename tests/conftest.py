@@ -34,12 +34,33 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback."""
+    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback
+    (behaviour profile ``documented``, see docs/emulator.md)."""
     from sandbox.services import start_sandbox
 
     running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
     yield running
     running.stop()
+
+
+@pytest.fixture(autouse=True)
+def ecr_answers_are_checked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that uses the sandbox when the ECR emulator found a problem in one of the
+    answers it sent during the test (the botocore shapes, the members clients rely on, a missing
+    nextToken), or when a client sent its ECR credentials to the emulator's blob host."""
+    if "sandbox" not in request.fixturenames:
+        yield
+        return
+    sandbox = request.getfixturevalue("sandbox")
+    sandbox.violations()  # what earlier tests left is theirs
+    yield
+    found = sandbox.violations()
+    if found:
+        pytest.fail(
+            "the ECR emulator recorded violations:\n"
+            + "\n".join(f"  {v['kind']} {v['operation']}: {v['problem']}" for v in found),
+            pytrace=False,
+        )
 
 
 @pytest.fixture
