@@ -19,6 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ecr_mirror import probe
 from ecr_mirror.audit import AuditRecord, AuditStore
 from ecr_mirror.manifest import (
     FieldError,
@@ -236,6 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--url", help="audit database URL (default: ECR_MIRROR_AUDIT_URL or AIRFLOW_HOME)")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=_audit)
+    probe.register(commands)
     args = parser.parse_args(argv)
     return args.func(args)
 
