@@ -562,3 +562,18 @@ def test_an_unknown_command_line_variant_is_refused(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 2 and "invalid choice: 'maybe'" in done.stderr
+
+
+def test_the_docs_table_lists_every_switch_as_the_code_has_it() -> None:
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "emulator.md").read_text()
+    section = doc.split("## Behaviours AWS leaves open", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split(" | ") for line in section.splitlines() if line.startswith("| `")]
+    table = {
+        row[0].strip("| `"): (
+            [v.split(":", 1)[0].strip("`") for v in row[3].split("<br>")],
+            row[4].strip("`"),
+            row[5].strip(" |`"),
+        )
+        for row in rows
+    }
+    assert table == {s.name: (list(s.variants), s.documented, s.strict) for s in SWITCHES}
