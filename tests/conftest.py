@@ -34,13 +34,31 @@ def airflow_db() -> Path:
 
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[object]:
-    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback
-    (behaviour profile ``documented``, see docs/emulator.md)."""
+    """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback.
+
+    The emulator runs the behaviour profile ``ECR_MIRROR_EMULATOR_PROFILE`` names (``documented``
+    unless set; ``strict`` runs the whole suite under the readings hardest for the engine, see
+    docs/emulator.md)."""
     from sandbox.services import start_sandbox
 
-    running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
+    profile = os.environ.get("ECR_MIRROR_EMULATOR_PROFILE", "documented")
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox"), profile=profile)
     yield running
     running.stop()
+
+
+@pytest.fixture
+def emulator_profile(sandbox, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The sandbox's ECR emulator switched for one test, then back to the session's profile.
+
+    Parametrize indirectly with a profile name or ``{"profile": ..., "switches": {...}}``, e.g.
+    ``@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)``;
+    the fixture's value is the switches in force (switch -> variant).
+    """
+    wanted = request.param if isinstance(request.param, dict) else {"profile": request.param}
+    state = sandbox.emulator("behaviour", wanted)
+    yield state["switches"]
+    sandbox.emulator("behaviour", {"profile": sandbox.profile, "switches": {}})
 
 
 @pytest.fixture(autouse=True)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,14 +36,6 @@ CASES: dict[str, dict[str, Any]] = {
     "skipping": {"profile": "strict", "switches": {"template_custom_role": "skipped"}},
     "refusing": {"profile": "strict", "switches": {"template_custom_role": "refused"}},
 }
-
-
-@pytest.fixture
-def behaviour(sandbox, request) -> Iterator[dict[str, str]]:
-    """The sandbox's emulator switched to ``request.param``; restored to ``documented`` after."""
-    state = sandbox.emulator("behaviour", CASES[request.param])
-    yield state["switches"]
-    sandbox.emulator("behaviour", {"profile": sandbox.profile, "switches": {}})
 
 
 def probe_images(sandbox) -> tuple[str, str, list[str]]:
@@ -77,8 +68,8 @@ def leftovers(sandbox, prefix: str) -> list[str]:
     return [name for name in rules + templates + repositories if name.startswith(prefix)]
 
 
-@pytest.mark.parametrize("behaviour", list(CASES), indirect=True)
-def test_the_probe_reports_the_variants_the_emulator_runs(sandbox, sandbox_env, behaviour, tmp_path):
+@pytest.mark.parametrize("emulator_profile", list(CASES.values()), ids=list(CASES), indirect=True)
+def test_the_probe_reports_the_variants_the_emulator_runs(sandbox, sandbox_env, emulator_profile, tmp_path):
     image, moving, move = probe_images(sandbox)
     options = ProbeOptions(
         image=image,
@@ -88,16 +79,18 @@ def test_the_probe_reports_the_variants_the_emulator_runs(sandbox, sandbox_env, 
         pull_gap_s=0.05,
     )
     report = run_probe(EcrTarget("aws_default", REGION), options, tmp_path / "probe.json")
-    assert report.variants() == expected(behaviour), report.table()
+    assert report.variants() == expected(emulator_profile), report.table()
     assert report.cleanup_problems == []
     assert leftovers(sandbox, report.prefix) == []
     written = json.loads((tmp_path / "probe.json").read_text())
-    assert {f["behaviour"]: f["variant"] for f in written["findings"]} == expected(behaviour)
+    assert {f["behaviour"]: f["variant"] for f in written["findings"]} == expected(emulator_profile)
     assert written["region"] == REGION and written["prefix"] == report.prefix
 
 
-@pytest.mark.parametrize("behaviour", ["documented"], indirect=True)
-def test_the_probe_command_prints_a_table_and_writes_json(sandbox, sandbox_env, behaviour, tmp_path, capsys):
+@pytest.mark.parametrize("emulator_profile", ["documented"], indirect=True)
+def test_the_probe_command_prints_a_table_and_writes_json(
+    sandbox, sandbox_env, emulator_profile, tmp_path, capsys
+):
     image, _, _ = probe_images(sandbox)
     out = tmp_path / "found.json"
     code = main(
