@@ -20,6 +20,7 @@ import hashlib
 import hmac
 import secrets
 import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,7 +38,8 @@ from .shapes import Violations
 #: lifetime of a pre-signed layer URL; GetDownloadUrlForLayer does not document it (S3's own
 #: pre-signed URLs last up to 7 days; ECR's are short): 1 hour keeps expiry testable.
 URL_LIFETIME = 3600
-UPSTREAM_STORAGE = "registry-v2"  # the path Docker Hub's CDN URLs start with (containers-roadmap #2304)
+UPSTREAM_STORAGE = "registry-v2"
+REQUESTS_KEPT = 10_000  # the path Docker Hub's CDN URLs start with (containers-roadmap #2304)
 
 
 def s3_error(status: int, code: str, message: str) -> Response:
@@ -64,7 +66,8 @@ class BlobHost:
     stream_upstream: Callable[[str, str], Iterator[bytes]]
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _lock: threading.Lock = field(default_factory=threading.Lock)
-    requests: list[dict[str, Any]] = field(default_factory=list)
+    #: the latest requests (a long-running sandbox keeps only these)
+    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=REQUESTS_KEPT))
 
     @property
     def bucket(self) -> str:

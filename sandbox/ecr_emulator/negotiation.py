@@ -64,7 +64,7 @@ def _translate(body: bytes, mapping: dict[str, str]) -> bytes | None:
             if part["mediaType"] not in mapping:
                 return None
             part["mediaType"] = mapping[part["mediaType"]]
-    return json.dumps(doc, indent=3).encode()
+    return json.dumps(doc, indent=3).encode()  # Docker writes schema 2 manifests with 3-space indents
 
 
 def _served(body: bytes, media_type: str) -> Served:

@@ -309,6 +309,9 @@ class PullThroughCache:
         rule, upstream_repo = matched
         try:
             client = self.client(rule)
+        except UpstreamError as exc:
+            raise registry_error(exc, name, reference, rule, self.behaviour) from exc
+        try:
             manifest = client.get_manifest(upstream_repo, reference)
             if self.store.get_repository(name) is None:
                 self.store.insert_repository(self._new_repository(name, reference))
