@@ -32,6 +32,7 @@ class Sandbox:
     ecr_url: str
     secrets_url: str
     _stack: ExitStack = field(repr=False)
+    profile: str = "documented"
 
     def connection(self) -> dict[str, Any]:
         """The Airflow AWS connection that points the Amazon provider's hooks at the sandbox."""
@@ -64,6 +65,11 @@ class Sandbox:
         response.raise_for_status()
         return response.json()
 
+    def violations(self) -> list[dict[str, Any]]:
+        """What the emulator found wrong in the ECR answers it sent (and credentials sent to its
+        blob host) since the last call: each call returns and clears them."""
+        return self.emulator("violations/reset", {})["violations"]
+
     def stop(self) -> None:
         self._stack.close()
 
@@ -83,8 +89,15 @@ def create_secret(secrets_url: str) -> None:
     client.create_secret(Name=DOCKER_HUB_SECRET, SecretString=value)
 
 
-def start_sandbox(state: Path) -> Sandbox:
-    """Start every stand-in with its state under ``state`` (kept between starts)."""
+def start_sandbox(
+    state: Path, profile: str = "documented", behaviour: dict[str, str] | None = None
+) -> Sandbox:
+    """Start every stand-in with its state under ``state`` (kept between starts).
+
+    ``profile`` (``documented`` or ``strict``) and ``behaviour`` (switch -> variant) choose how the
+    ECR emulator answers where AWS leaves it open (sandbox/ecr_emulator/behaviour.py); a running
+    sandbox is switched with ``sandbox.emulator("behaviour", {"profile": ..., "switches": ...})``.
+    """
     stack = ExitStack()
     try:
         upstreams = {}
@@ -100,10 +113,16 @@ def start_sandbox(state: Path) -> Sandbox:
         secrets_url = f"http://127.0.0.1:{port}"
         create_secret(secrets_url)
         emulator = start_emulator(
-            state / "ecr", upstreams, account=ACCOUNT, region=REGION, secrets_endpoint=secrets_url
+            state / "ecr",
+            upstreams,
+            account=ACCOUNT,
+            region=REGION,
+            secrets_endpoint=secrets_url,
+            profile=profile,
+            behaviour=behaviour,
         )
         stack.callback(emulator.stop)
     except BaseException:
         stack.close()
         raise
-    return Sandbox(upstreams, emulator.url, secrets_url, stack)
+    return Sandbox(upstreams, emulator.url, secrets_url, stack, profile)

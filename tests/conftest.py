@@ -40,10 +40,15 @@ def airflow_db() -> Path:
 @pytest.fixture(scope="session")
 def shared_sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     """Upstream Distribution registries, Secrets Manager (moto) and the ECR emulator on loopback,
-    started once for the session."""
+    started once for the session.
+
+    The emulator runs the behaviour profile ``ECR_MIRROR_EMULATOR_PROFILE`` names (``documented``
+    unless set; ``strict`` runs the whole suite under the readings hardest for the engine, see
+    docs/emulator.md)."""
     from sandbox.services import start_sandbox
 
-    running = start_sandbox(tmp_path_factory.mktemp("sandbox"))
+    profile = os.environ.get("ECR_MIRROR_EMULATOR_PROFILE", "documented")
+    running = start_sandbox(tmp_path_factory.mktemp("sandbox"), profile=profile)
     yield running
     running.stop()
 
@@ -66,11 +71,45 @@ def sandbox(
         account=ACCOUNT,
         region=REGION,
         secrets_endpoint=shared_sandbox.secrets_url,
+        profile=shared_sandbox.profile,
     )
     try:
         yield dataclasses.replace(shared_sandbox, ecr_url=emulator.url)
     finally:
         emulator.stop()
+
+
+def emulator_profile(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The sandbox's ECR emulator switched for one test, then back to the session's profile.
+
+    Parametrize indirectly with a profile name or ``{"profile": ..., "switches": {...}}``, e.g.
+    ``@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)``;
+    the fixture's value is the switches in force (switch -> variant).
+    """
+    wanted = request.param if isinstance(request.param, dict) else {"profile": request.param}
+    state = sandbox.emulator("behaviour", wanted)
+    yield state["switches"]
+    sandbox.emulator("behaviour", {"profile": sandbox.profile, "switches": {}})
+
+
+@pytest.fixture(autouse=True)
+def ecr_answers_are_checked(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that uses the sandbox when the ECR emulator found a problem in one of the
+    answers it sent during the test (the botocore shapes, the members clients rely on, a missing
+    nextToken), or when a client sent its ECR credentials to the emulator's blob host."""
+    if "sandbox" not in request.fixturenames:
+        yield
+        return
+    sandbox = request.getfixturevalue("sandbox")
+    sandbox.violations()  # what earlier tests left is theirs
+    yield
+    found = sandbox.violations()
+    if found:
+        pytest.fail(
+            "the ECR emulator recorded violations:\n"
+            + "\n".join(f"  {v['kind']} {v['operation']}: {v['problem']}" for v in found),
+            pytrace=False,
+        )
 
 
 @pytest.fixture

@@ -133,6 +133,11 @@ def test_the_sandbox_env_file_points_airflow_at_the_sandbox(sandboxed):
         }
     )
     assert "COMPOSE_PROFILES=sandbox" in (ROOT / "sandbox" / "compose.env").read_text()
+    # the blob host the emulator redirects layer GETs to answers under another name on its network
+    blob_url = next(a.split("=", 1)[1] for a in emulator if a.startswith("--blob-url="))
+    aliases = sandboxed["services"]["ecr-emulator"]["networks"]["default"]["aliases"]
+    assert blob_url == "http://ecr-emulator-blobs:4600" and "ecr-emulator-blobs" in aliases
+    assert "--blob-port=4600" in emulator
 
 
 def test_every_mounted_path_and_referenced_file_exists(plain):

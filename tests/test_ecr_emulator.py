@@ -1,5 +1,5 @@
 """ECR JSON API of the emulator, through a real boto3 client; every raw answer is checked
-against the installed botocore model (tests/botocore_shapes.py)."""
+against the installed botocore model and the members clients rely on (sandbox/ecr_emulator/shapes.py)."""
 
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import httpx
 import pytest
 
 from sandbox.ecr_emulator.process import EmulatorProcess, start_emulator
+from sandbox.ecr_emulator.shapes import validate_error, validate_output
 from sandbox.upstream import RegistryProcess, free_port, seed_image, start_registry
-from tests.botocore_shapes import validate_error, validate_output
 
 ACCOUNT = "123456789012"
 SECRET = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:ecr-pullthroughcache/docker-hub-AbCdEf"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/ecr-template"
 
 
 class CheckedClient:
@@ -63,6 +64,7 @@ def emulator(
     upstreams = {"registry-1.docker.io": upstream.url, "quay.io": upstream.url, "registry.k8s.io": dead}
     with start_emulator(tmp_path_factory.mktemp("ecr"), upstreams) as process:
         yield process
+        assert process.violations() == []  # the emulator checks every answer it sends
 
 
 @pytest.fixture
@@ -194,14 +196,24 @@ def test_rule_input_validation(ecr: Any, params: dict[str, Any], error: str) -> 
 
 
 def test_ecr_to_ecr_rule_keeps_its_upstream_prefix(ecr: Any) -> None:
+    upstream = {
+        "upstreamRegistryUrl": "210987654321.dkr.ecr.us-west-2.amazonaws.com",
+        "upstreamRegistry": "ecr",
+        "customRoleArn": "arn:aws:iam::123456789012:role/ptc",
+    }
     rule = ecr.create_pull_through_cache_rule(
-        ecrRepositoryPrefix="ROOT",
-        upstreamRegistryUrl="210987654321.dkr.ecr.us-west-2.amazonaws.com",
-        upstreamRegistry="ecr",
-        customRoleArn="arn:aws:iam::123456789012:role/ptc",
-        upstreamRepositoryPrefix="team",
+        ecrRepositoryPrefix="team-cache", upstreamRepositoryPrefix="team", **upstream
     )
     assert rule["upstreamRepositoryPrefix"] == "team"
+    ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="team-cache")
+    # "You can set the upstream repository prefix only when the Amazon ECR repository prefix has a
+    # non-ROOT value" (userguide/pull-through-cache-private-wildcards.html)
+    with pytest.raises(ecr.exceptions.InvalidParameterException, match="not ROOT"):
+        ecr.create_pull_through_cache_rule(
+            ecrRepositoryPrefix="ROOT", upstreamRepositoryPrefix="team", **upstream
+        )
+    root = ecr.create_pull_through_cache_rule(ecrRepositoryPrefix="ROOT", **upstream)
+    assert root["upstreamRepositoryPrefix"] == "ROOT"
     ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix="ROOT")
 
 
@@ -320,9 +332,13 @@ def test_template_applies_on_pull_through_creation_only(
         encryptionConfiguration={"encryptionType": "KMS"},
         resourceTags=[{"Key": "source", "Value": "docker-hub"}],
         lifecyclePolicy=lifecycle,
+        customRoleArn=ROLE,  # tags and KMS need a custom role (repository-creation-templates-create.html)
     )
     ecr.create_repository_creation_template(
-        prefix="ROOT", appliedFor=["PULL_THROUGH_CACHE"], resourceTags=[{"Key": "default", "Value": "yes"}]
+        prefix="ROOT",
+        appliedFor=["PULL_THROUGH_CACHE"],
+        resourceTags=[{"Key": "default", "Value": "yes"}],
+        customRoleArn=ROLE,
     )
     ecr.create_repository_creation_template(
         prefix="tpl-root", appliedFor=["REPLICATION"], imageTagMutability="IMMUTABLE"
@@ -354,7 +370,8 @@ def test_template_applies_on_pull_through_creation_only(
         ]
 
         # an existing repository is untouched by the template
-        assert pull(emulator, ecr, "tpl-hub/library/manual", "1.0").status_code in (200, 404)
+        seed_image(upstream.url, "library/manual", "1.0", platforms=())
+        assert pull(emulator, ecr, "tpl-hub/library/manual", "1.0").status_code == 200
         manual = ecr.describe_repositories(repositoryNames=["tpl-hub/library/manual"])["repositories"][0]
         assert manual["imageTagMutability"] == "MUTABLE"
         with pytest.raises(ecr.exceptions.LifecyclePolicyNotFoundException):

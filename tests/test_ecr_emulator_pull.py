@@ -12,6 +12,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from sandbox.ecr_emulator.process import EmulatorProcess, start_emulator
+from sandbox.ecr_emulator.shapes import validate_output
 from sandbox.upstream import RegistryProcess, seed_image, start_registry
-from tests.botocore_shapes import validate_output
 
 pytestmark = pytest.mark.skipif(
     shutil.which("skopeo") is None, reason="skopeo (Debian package) is not installed"
@@ -100,6 +101,7 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, hub: RegistryProcess) -> 
             ecrRepositoryPrefix="docker-hub", upstreamRegistryUrl="registry-1.docker.io", credentialArn=SECRET
         )
         yield process
+        assert process.violations() == []  # the emulator checks every answer it sends
 
 
 def test_skopeo_inspect_imports_the_index_and_its_children(
@@ -145,7 +147,24 @@ def test_copy_all_fetches_blobs_lazily_and_once(
     assert emulator.stats()["blob_gets"] >= 2 * len(set(seeded.blobs))
 
 
+@contextmanager
+def switched(emulator: EmulatorProcess, **switches: str) -> Iterator[None]:
+    """Run a block under other behaviour variants of the module's emulator, then restore them."""
+    before = emulator.behaviour()
+    emulator.set_behaviour(**switches)
+    try:
+        yield
+    finally:
+        emulator.set_behaviour(before["profile"], **before["overrides"])
+
+
 def test_refresh_after_24_hours_moves_the_tag(emulator: EmulatorProcess, hub: RegistryProcess) -> None:
+    # timed from the last upstream check: the pull at 23 h does not push the refresh back
+    with switched(emulator, refresh_timer="last-check"):
+        _refresh_after_24_hours_moves_the_tag(emulator, hub)
+
+
+def _refresh_after_24_hours_moves_the_tag(emulator: EmulatorProcess, hub: RegistryProcess) -> None:
     old = seed_image(hub.url, "library/alpine", "3")
     assert inspect_digest(emulator, "docker-hub/library/alpine:3") == old.digest
     new = seed_image(hub.url, "library/alpine", "3", variant="repush")

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from sandbox.ecr_emulator.process import start_emulator
+from sandbox.ecr_emulator.shapes import validate_error, validate_output
 from sandbox.upstream import seed_image, start_registry
-from tests.botocore_shapes import validate_error, validate_output
 from tests.ptc_helpers import REGION, put_secret
 
 

@@ -46,9 +46,10 @@ def ecr_operations_called() -> set[str]:
 
 def test_the_policies_allow_every_ecr_operation_the_code_calls():
     worker, admin = actions("worker-policy.json"), actions("rules-admin-policy.json")
+    probe = actions("probe-policy.json")  # what `ecr-mirror probe` needs besides the other two
     called = ecr_operations_called()
     assert {"DescribeImages", "CreatePullThroughCacheRule", "BatchDeleteImage"} <= called
-    missing = {f"ecr:{op}" for op in called} - worker - admin
+    missing = {f"ecr:{op}" for op in called} - worker - admin - probe
     assert not missing, f"no shipped policy allows {sorted(missing)}"
     assert {f"ecr:{op}" for op in DATA_PLANE} <= worker
     assert {"secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"} <= worker

@@ -19,6 +19,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ecr_mirror import probe_cli
 from ecr_mirror.audit import AuditRecord, AuditStore
 from ecr_mirror.manifest import (
     FieldError,
@@ -234,6 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--url", help="audit database URL (default: ECR_MIRROR_AUDIT_URL or AIRFLOW_HOME)")
     audit.add_argument("--json", action="store_true")
     audit.set_defaults(func=_audit)
+    probe_cli.register(commands)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

@@ -26,10 +26,12 @@ class RegistryError(Exception):
 class UpstreamError(Exception):
     """The upstream registry answered with an error or could not be reached.
 
-    ``status`` is the upstream HTTP status, or ``None`` when the upstream was unreachable.
+    ``status`` is the upstream HTTP status, or ``None`` when the upstream was unreachable; ``code``
+    the OCI error code of its answer (``NAME_UNKNOWN`` for a repository it does not have).
     """
 
-    def __init__(self, status: int | None, message: str) -> None:
+    def __init__(self, status: int | None, message: str, code: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code

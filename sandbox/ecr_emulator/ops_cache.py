@@ -12,10 +12,11 @@ from typing import Any
 
 from .api import Context, Handler, paginate
 from .errors import ApiError, UpstreamError
+from .pullthrough import needs_custom_role
 from .store import Rule
 
-# Regions where pull through cache is not offered (China and GovCloud; userguide/pull-through-cache.html,
-# as collected in the project's reference ECR_PULL_THROUGH_CACHE.md).
+# Regions where neither pull through cache rules (userguide/pull-through-cache.html, Considerations)
+# nor repository creation templates (userguide/repository-creation-templates.html) are offered.
 UNSUPPORTED_REGIONS = frozenset({"cn-north-1", "cn-northwest-1", "us-gov-east-1", "us-gov-west-1"})
 # upstreamRegistry -> URL syntax (model: CreatePullThroughCacheRuleRequest.upstreamRegistryUrl).
 UPSTREAM_URLS: dict[str, str] = {
@@ -29,9 +30,17 @@ UPSTREAM_URLS: dict[str, str] = {
     "quay": r"quay\.io",
     "chainguard": r"cgr\.dev",
 }
-# Upstreams that need a Secrets Manager secret (pull-through-cache-creating-rule.html).
+# Upstreams that need a Secrets Manager secret (userguide/pull-through-cache.html: "Docker Hub,
+# Microsoft Azure Container Registry, GitHub Container Registry, GitLab Container Registry and
+# Chainguard Registry (requires authentication with AWS Secrets Manager secret)").
 NEEDS_SECRET = frozenset(
-    {"docker-hub", "github-container-registry", "gitlab-container-registry", "azure-container-registry"}
+    {
+        "docker-hub",
+        "github-container-registry",
+        "gitlab-container-registry",
+        "azure-container-registry",
+        "chainguard",
+    }
 )
 RULE_LIMIT = 50  # the per-registry quota of PTC rules (userguide/service-quotas.html)
 SECRET_ARN = re.compile(
@@ -108,6 +117,10 @@ def create_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         # ROOT and upstreamRepositoryPrefix are documented for ECR to ECR rules only
         # (pull-through-cache-private-wildcards.html).
         raise _invalid("ROOT and upstreamRepositoryPrefix are supported only for an ecr upstream registry")
+    if prefix == "ROOT" and upstream_prefix not in (None, "ROOT"):
+        # "You can set the upstream repository prefix only when the Amazon ECR repository prefix has
+        # a non-ROOT value." (pull-through-cache-private-wildcards.html)
+        raise _invalid("upstreamRepositoryPrefix can be set only when ecrRepositoryPrefix is not ROOT")
     _check_credentials(ctx, upstream, params.get("credentialArn"))
     if ctx.store.get_rule(prefix):
         raise ApiError(
@@ -137,7 +150,7 @@ def describe_rules(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     wanted = params.get("ecrRepositoryPrefixes")
     if wanted:
         rules = [_get_rule(ctx, prefix) for prefix in wanted]
-    page, token = paginate(rules, params)
+    page, token = paginate(ctx, rules, params)
     return {"pullThroughCacheRules": [_rule_doc(ctx, rule) for rule in page], **token}
 
 
@@ -161,9 +174,19 @@ def delete_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
 def validate_rule(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """Really calls the upstream's ``/v2/`` through the emulator's upstream mapping, authenticated
     with the rule's secret (read from Secrets Manager with ``--secrets-endpoint``): a missing,
-    unreadable or incomplete secret, or credentials the upstream refuses, make ``isValid`` false."""
+    unreadable or incomplete secret, or credentials the upstream refuses, make ``isValid`` false.
+
+    AWS documents the operation "for an upstream registry that requires authentication"; a rule
+    without credentials is answered as ``validate_unauthenticated`` says."""
     rule = _get_rule(ctx, params["ecrRepositoryPrefix"])
     doc = _rule_doc(ctx, rule)
+    unauthenticated = not rule.credential_arn and rule.upstream_registry != "ecr"
+    if unauthenticated and ctx.behaviour["validate_unauthenticated"] == "refuses":
+        raise ApiError(
+            "ValidationException",
+            f"The pull through cache rule with prefix '{rule.prefix}' has an upstream registry "
+            f"({rule.upstream_registry}) that does not require authentication: there is nothing to validate",
+        )
     try:
         ctx.cache.client(rule).ping()
     except UpstreamError as exc:
@@ -207,14 +230,28 @@ def _not_found_template(ctx: Context, prefix: str) -> ApiError:
     )
 
 
-def _check_template(doc: dict[str, Any]) -> None:
+def _check_template(ctx: Context, doc: dict[str, Any]) -> None:
     check_mutability(doc)
     check_encryption(doc.get("encryptionConfiguration"))
     if not doc.get("appliedFor"):
         raise _invalid("appliedFor must list at least one of REPLICATION, PULL_THROUGH_CACHE, CREATE_ON_PUSH")
+    refused = ctx.behaviour["template_custom_role"] == "refused"
+    if refused and needs_custom_role(doc) and not doc.get("customRoleArn"):
+        raise _invalid(
+            "A customRoleArn is required for a repository creation template with resourceTags or KMS "
+            "encryption"
+        )
+
+
+def _check_region(ctx: Context) -> None:
+    if ctx.region in UNSUPPORTED_REGIONS:
+        raise ApiError(
+            "ValidationException", f"Repository creation templates are not supported in {ctx.region}"
+        )
 
 
 def create_template(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    _check_region(ctx)
     prefix = params["prefix"]
     if ctx.store.get_template(prefix):
         raise ApiError(
@@ -231,7 +268,7 @@ def create_template(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
         "createdAt": now,
         "updatedAt": now,
     }
-    _check_template(doc)
+    _check_template(ctx, doc)
     ctx.store.put_template(doc)
     return {"registryId": ctx.account, "repositoryCreationTemplate": doc}
 
@@ -240,11 +277,12 @@ def describe_templates(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     templates = ctx.store.templates()
     if params.get("prefixes"):
         templates = [t for t in templates if t["prefix"] in params["prefixes"]]
-    page, token = paginate(templates, params)
+    page, token = paginate(ctx, templates, params)
     return {"registryId": ctx.account, "repositoryCreationTemplates": page, **token}
 
 
 def update_template(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    _check_region(ctx)
     doc = ctx.store.get_template(params["prefix"])
     if doc is None:
         raise _not_found_template(ctx, params["prefix"])
@@ -252,7 +290,7 @@ def update_template(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     if "imageTagMutability" in params and "imageTagMutabilityExclusionFilters" not in params:
         doc.pop("imageTagMutabilityExclusionFilters", None)
     doc["updatedAt"] = ctx.clock.now()
-    _check_template(doc)
+    _check_template(ctx, doc)
     ctx.store.put_template(doc)
     return {"registryId": ctx.account, "repositoryCreationTemplate": doc}
 

@@ -12,9 +12,10 @@ import re
 import secrets
 from typing import Any
 
-from .api import Context, Handler, paginate
+from .api import Context, Handler, decode_token, encode_token, paginate
 from .errors import ApiError
 from .ops_cache import check_encryption, check_mutability
+from .shapes import Facts
 from .store import Image, Repository
 
 TOKEN_LIFETIME = 12 * 3600  # "The authorization token is valid for 12 hours." (model documentation)
@@ -74,7 +75,7 @@ def describe_repositories(ctx: Context, params: dict[str, Any]) -> dict[str, Any
     if names and params.get("maxResults"):
         raise ApiError("InvalidParameterException", "maxResults cannot be used with repositoryNames")
     repos = [get_repository(ctx, name) for name in names] if names else ctx.store.repositories()
-    page, token = paginate(repos, params)
+    page, token = paginate(ctx, repos, params)
     return {"repositories": [repository_doc(ctx, repo) for repo in page], **token}
 
 
@@ -121,23 +122,38 @@ def image_doc(ctx: Context, image: Image) -> dict[str, Any]:
     }
 
 
-def _find_image(images: list[Image], image_id: dict[str, str]) -> Image | None:
+def _find_image(ctx: Context, repo: str, image_id: dict[str, str]) -> Image | None:
+    """The image an imageId names (digest, tag, or both, which must agree)."""
     digest, tag = image_id.get("imageDigest"), image_id.get("imageTag")
-    for image in images:
-        if (digest is None or image.digest == digest) and (tag is None or tag in image.tags):
-            return image
-    return None
+    if digest is not None:
+        image = ctx.store.get_image(repo, digest)
+        return image if image and (tag is None or tag in image.tags) else None
+    return ctx.store.image_by_tag(repo, tag) if tag is not None else None
+
+
+def _page_after(params: dict[str, Any]) -> tuple[float, str] | None:
+    """The (imagePushedAt, imageDigest) key a DescribeImages nextToken continues after."""
+    if not params.get("nextToken"):
+        return None
+    try:
+        pushed_at, digest = decode_token(params["nextToken"])["after"]
+        return float(pushed_at), str(digest)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError("InvalidParameterException", "Invalid parameter at 'nextToken'") from exc
 
 
 def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
+    """One page costs one page: the store reads ``maxResults`` + 1 images after the token's key
+    (ordered by push time, then digest), so a client paging through 2,000 images does not make the
+    emulator read the repository 2,000 / maxResults times over."""
     repo = get_repository(ctx, params["repositoryName"])
-    images = ctx.store.images(repo.name)
+    status = (params.get("filter") or {}).get("tagStatus", "ANY")
     if params.get("imageIds"):
         if params.get("maxResults"):
             raise ApiError("InvalidParameterException", "maxResults cannot be used with imageIds")
         found: list[Image] = []
         for image_id in params["imageIds"]:
-            image = _find_image(images, image_id)
+            image = _find_image(ctx, repo.name, image_id)
             if image is None:
                 raise ApiError(
                     "ImageNotFoundException",
@@ -145,14 +161,18 @@ def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
                     f"imageTag:'{image_id.get('imageTag')}'}} does not exist within the repository with name "
                     f"'{repo.name}' in the registry with id '{ctx.account}'",
                 )
-            if image not in found:
+            if image.digest not in {f.digest for f in found}:
                 found.append(image)
-        images = found
-    status = (params.get("filter") or {}).get("tagStatus", "ANY")
-    if status != "ANY":
-        images = [image for image in images if bool(image.tags) == (status == "TAGGED")]
-    page, token = paginate(images, params)
-    return {"imageDetails": [image_doc(ctx, image) for image in page], **token}
+        if status != "ANY":
+            found = [image for image in found if bool(image.tags) == (status == "TAGGED")]
+        return {"imageDetails": [image_doc(ctx, image) for image in found]}
+    limit = params.get("maxResults") or 100
+    page, more = ctx.store.images_page(repo.name, _page_after(params), limit, status)
+    answer: dict[str, Any] = {"imageDetails": [image_doc(ctx, image) for image in page]}
+    if more:
+        ctx.facts = Facts(more_pages=True)
+        answer["nextToken"] = encode_token({"after": [page[-1].pushed_at, page[-1].digest]})
+    return answer
 
 
 def _delete_one(ctx: Context, repo: str, image_id: dict[str, str]) -> tuple[list[dict[str, str]], str, str]:
@@ -162,8 +182,7 @@ def _delete_one(ctx: Context, repo: str, image_id: dict[str, str]) -> tuple[list
         return [], "MissingDigestAndTag", "Missing image digest and image tag"
     if digest and not DIGEST.fullmatch(digest):
         return [], "InvalidImageDigest", "Invalid image digest"
-    images = ctx.store.images(repo)
-    image = _find_image(images, {"imageDigest": digest} if digest else {"imageTag": tag})
+    image = _find_image(ctx, repo, {"imageDigest": digest} if digest else {"imageTag": tag})
     if image is None:
         return [], "ImageNotFound", "Requested image not found"
     if tag and tag not in image.tags:

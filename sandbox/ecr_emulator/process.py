@@ -47,6 +47,25 @@ class EmulatorProcess:
     def reset_stats(self) -> dict[str, int]:
         return self.admin("stats/reset", {})
 
+    def behaviour(self) -> dict[str, Any]:
+        """The variants in force: ``{"profile", "switches", "overrides", "profiles", "variants"}``."""
+        return self.admin("behaviour")
+
+    def set_behaviour(self, profile: str | None = None, **switches: str) -> dict[str, Any]:
+        """Switch the running emulator: ``profile`` (default: the current one) with overrides."""
+        body: dict[str, Any] = {"switches": switches}
+        if profile is not None:
+            body["profile"] = profile
+        return self.admin("behaviour", body)
+
+    def violations(self) -> list[dict[str, Any]]:
+        """Problems the emulator found in its own ECR answers, and credentials sent to the blob host."""
+        return self.admin("violations")["violations"]
+
+    def blob_host(self) -> dict[str, Any]:
+        """``{"url", "requests": [{"method", "path", "authorization", "status"}]}`` of the blob host."""
+        return self.admin("blob-host")
+
     def __enter__(self) -> EmulatorProcess:
         return self
 
@@ -62,17 +81,24 @@ def start_emulator(
     region: str = "us-east-1",
     *,
     secrets_endpoint: str | None = None,
+    profile: str = "documented",
+    behaviour: dict[str, str] | None = None,
     extra_args: tuple[str, ...] = (),
     timeout: float = 30.0,
 ) -> EmulatorProcess:
     """Start ``python -m sandbox.ecr_emulator`` and wait until it answers ``/_emulator/health``.
 
     ``secrets_endpoint``: a Secrets Manager endpoint (moto) from which rule credentials are read.
+    ``profile`` and ``behaviour`` (switch -> variant overrides) choose how the emulator answers
+    where AWS leaves it open (sandbox/ecr_emulator/behaviour.py).
     """
+    switches = [
+        arg for name, variant in (behaviour or {}).items() for arg in (f"--{name.replace('_', '-')}", variant)
+    ]
     command = [
         sys.executable, "-m", "sandbox.ecr_emulator",
         "--host", "127.0.0.1", "--port", str(port), "--state-dir", str(state_dir),
-        "--account", account, "--region", region,
+        "--account", account, "--region", region, "--profile", profile, *switches,
         *(arg for host, url in upstreams.items() for arg in ("--upstream", f"{host}={url}")),
         *(("--secrets-endpoint", secrets_endpoint) if secrets_endpoint else ()),
         *extra_args,

@@ -2,7 +2,8 @@
 
 ECR registry auth: ``docker login -u AWS -p <token>`` where the password is the decoded
 ``authorizationToken`` of GetAuthorizationToken minus ``AWS:`` (API_GetAuthorizationToken.html;
-userguide/registry_auth.html).
+userguide/registry_auth.html). Manifests are negotiated on ``Accept`` (negotiation.py); blobs are
+answered as the ``blob_delivery`` behaviour says (pullthrough.py, blobhost.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 
 from .errors import RegistryError
+from .negotiation import negotiate
 from .pullthrough import PullThroughCache
 from .store import Store
 
@@ -78,20 +80,39 @@ class RegistryPlane:
         if path == "":
             return JSONResponse({}, headers=API_VERSION)
         if match := MANIFEST_PATH.fullmatch(path):
-            image = await run_in_threadpool(self.cache.manifest, match["name"], match["ref"], head=head)
+            name, reference = match["name"], match["ref"]
+            image = await run_in_threadpool(self.cache.manifest, name, reference, head=head)
+
+            def child(digest: str) -> tuple[bytes, str, str] | None:
+                found = self.store.get_image(name, digest)
+                return (found.manifest, found.media_type, found.digest) if found else None
+
+            served = await run_in_threadpool(
+                negotiate,
+                image.manifest,
+                image.media_type,
+                image.digest,
+                # clients may send one Accept header per type (containers/image does)
+                ", ".join(request.headers.getlist("accept")) or None,
+                by_tag=not reference.startswith("sha256:"),
+                child=child,
+            )
             headers = {
                 **API_VERSION,
-                "Docker-Content-Digest": image.digest,
-                "Content-Type": image.media_type,
-                "Content-Length": str(len(image.manifest)),
+                "Docker-Content-Digest": served.digest,
+                "Content-Type": served.media_type,
+                "Content-Length": str(len(served.body)),
             }
-            return Response(b"" if head else image.manifest, headers=headers)
+            return Response(b"" if head else served.body, headers=headers)
         if match := BLOB_PATH.fullmatch(path):
-            file, size = await run_in_threadpool(self.cache.blob, match["name"], match["digest"], head=head)
+            answer = await run_in_threadpool(self.cache.blob, match["name"], match["digest"], head=head)
             headers = {**API_VERSION, "Docker-Content-Digest": match["digest"]}
-            if file is None:
-                return Response(b"", headers={**headers, "Content-Length": str(size)})
-            return FileResponse(file, media_type="application/octet-stream", headers=headers)
+            if answer.redirect:
+                # what ECR answers: 307 to storage on another host (see blobhost.py)
+                return Response(b"", 307, headers={**headers, "Location": answer.redirect})
+            if answer.file is None:
+                return Response(b"", headers={**headers, "Content-Length": str(answer.size)})
+            return FileResponse(answer.file, media_type="application/octet-stream", headers=headers)
         if match := TAGS_PATH.fullmatch(path):
             return await run_in_threadpool(self._tags, match["name"], request)
         raise RegistryError(404, "NAME_UNKNOWN", f"Unknown registry path /v2/{path}")

@@ -28,10 +28,12 @@ CREATE TABLE IF NOT EXISTS repositories (name TEXT PRIMARY KEY, doc TEXT NOT NUL
 CREATE TABLE IF NOT EXISTS images (
     repo TEXT NOT NULL, digest TEXT NOT NULL, media_type TEXT NOT NULL, artifact_media_type TEXT,
     size INTEGER NOT NULL, pushed_at REAL NOT NULL, last_pull REAL, manifest BLOB NOT NULL,
-    PRIMARY KEY (repo, digest));
+    pulled_at REAL, PRIMARY KEY (repo, digest));
+CREATE INDEX IF NOT EXISTS images_by_push ON images (repo, pushed_at, digest);
 CREATE TABLE IF NOT EXISTS tags (
     repo TEXT NOT NULL, tag TEXT NOT NULL, digest TEXT NOT NULL, last_checked REAL NOT NULL,
     PRIMARY KEY (repo, tag));
+CREATE INDEX IF NOT EXISTS tags_by_digest ON tags (repo, digest);
 CREATE TABLE IF NOT EXISTS refs (
     repo TEXT NOT NULL, image TEXT NOT NULL, target TEXT NOT NULL, kind TEXT NOT NULL,
     size INTEGER NOT NULL, PRIMARY KEY (repo, image, target));
@@ -68,6 +70,9 @@ class Repository:
 
 @dataclass
 class Image:
+    """An image manifest in a repository. ``last_pull`` is what DescribeImages reports as
+    lastRecordedPullTime; ``pulled_at`` is the exact time of the last manifest GET."""
+
     repo: str
     digest: str
     media_type: str
@@ -76,6 +81,7 @@ class Image:
     pushed_at: float
     last_pull: float | None
     manifest: bytes
+    pulled_at: float | None = None
     tags: list[str] = field(default_factory=list)
 
 
@@ -97,7 +103,14 @@ class Store:
         self._db = sqlite3.connect(state_dir / "ecr.sqlite3", check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._migrate()
         self._db.executescript(SCHEMA)
+
+    def _migrate(self) -> None:
+        """State dirs written before ``images.pulled_at`` existed get the column."""
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(images)")}
+        if columns and "pulled_at" not in columns:
+            self._db.execute("ALTER TABLE images ADD COLUMN pulled_at REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -209,7 +222,46 @@ class Store:
 
     def images(self, repo: str) -> list[Image]:
         rows = self._rows("SELECT * FROM images WHERE repo = ? ORDER BY pushed_at, digest", repo)
-        return [self._image(row) for row in rows]
+        return self._with_tags(repo, rows)
+
+    def _with_tags(self, repo: str, rows: list[sqlite3.Row]) -> list[Image]:
+        """Images of ``rows`` with their tags, read in one query (not one per image)."""
+        images = [Image(**dict(row)) for row in rows]
+        if not images:
+            return images
+        by_digest = {image.digest: image for image in images}
+        marks = ",".join("?" * len(by_digest))
+        for row in self._rows(
+            f"SELECT digest, tag FROM tags WHERE repo = ? AND digest IN ({marks}) ORDER BY tag",
+            repo,
+            *by_digest,
+        ):
+            by_digest[row["digest"]].tags.append(row["tag"])
+        return images
+
+    def images_page(
+        self, repo: str, after: tuple[float, str] | None, limit: int, tag_status: str = "ANY"
+    ) -> tuple[list[Image], bool]:
+        """Up to ``limit`` images after the (pushed_at, digest) key ``after``, in DescribeImages
+        order, and whether more follow. Costs one page, not the whole repository."""
+        where = ["repo = ?"]
+        args: list[Any] = [repo]
+        if after is not None:
+            where.append("(pushed_at > ? OR (pushed_at = ? AND digest > ?))")
+            args += [after[0], after[0], after[1]]
+        if tag_status != "ANY":
+            exists = "EXISTS (SELECT 1 FROM tags t WHERE t.repo = images.repo AND t.digest = images.digest)"
+            where.append(exists if tag_status == "TAGGED" else f"NOT {exists}")
+        rows = self._rows(
+            f"SELECT * FROM images WHERE {' AND '.join(where)} ORDER BY pushed_at, digest LIMIT ?",
+            *args,
+            limit + 1,
+        )
+        return self._with_tags(repo, rows[:limit]), len(rows) > limit
+
+    def image_by_tag(self, repo: str, tag: str) -> Image | None:
+        found = self.get_tag(repo, tag)
+        return self.get_image(repo, found[0]) if found else None
 
     def get_image(self, repo: str, digest: str) -> Image | None:
         rows = self._rows("SELECT * FROM images WHERE repo = ? AND digest = ?", repo, digest)
@@ -219,7 +271,8 @@ class Store:
         """Store an image manifest (idempotent: an image already there keeps its push time)."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR IGNORE INTO images VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO images (repo, digest, media_type, artifact_media_type, size, "
+                "pushed_at, last_pull, manifest, pulled_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     image.repo,
                     image.digest,
@@ -229,6 +282,7 @@ class Store:
                     image.pushed_at,
                     image.last_pull,
                     image.manifest,
+                    image.pulled_at,
                 ),
             )
             db.executemany(
@@ -242,9 +296,14 @@ class Store:
             db.execute("DELETE FROM refs WHERE repo = ? AND image = ?", (repo, digest))
             db.execute("DELETE FROM images WHERE repo = ? AND digest = ?", (repo, digest))
 
-    def record_pull(self, repo: str, digest: str, when: float) -> None:
+    def record_pull(self, repo: str, digest: str, when: float, *, recorded: bool) -> None:
+        """A manifest GET of an image at ``when``; ``recorded``: also what DescribeImages reports."""
         with self.transaction() as db:
-            db.execute("UPDATE images SET last_pull = ? WHERE repo = ? AND digest = ?", (when, repo, digest))
+            db.execute("UPDATE images SET pulled_at = ? WHERE repo = ? AND digest = ?", (when, repo, digest))
+            if recorded:
+                db.execute(
+                    "UPDATE images SET last_pull = ? WHERE repo = ? AND digest = ?", (when, repo, digest)
+                )
 
     def get_tag(self, repo: str, tag: str) -> tuple[str, float] | None:
         """The digest a tag points at and when it was last checked upstream."""

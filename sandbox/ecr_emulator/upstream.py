@@ -109,6 +109,20 @@ class UpstreamClient:
         if response.status_code != 200:
             raise UpstreamError(response.status_code, f"GET /v2/ answered {response.status_code}")
 
+    def repository_exists(self, repository: str) -> bool | None:
+        """Whether the upstream has ``repository`` (its tag list answers 200, or 404 NAME_UNKNOWN);
+        None when it cannot tell. Distribution answers a manifest of a missing repository with
+        MANIFEST_UNKNOWN, as it does a missing tag, so this is how the two are told apart."""
+        try:
+            response = self._request(
+                "GET", f"/v2/{repository}/tags/list?n=1", f"repository:{repository}:pull", {}
+            )
+        except UpstreamError:
+            return None
+        if response.status_code == 200:
+            return True
+        return False if response.status_code == 404 else None
+
     def head_manifest(self, repository: str, reference: str) -> str | None:
         """The digest the upstream reports for a manifest, or None when it sends no digest header."""
         self._on_request("manifest_head")
@@ -138,9 +152,11 @@ class UpstreamClient:
         return Manifest(body=body, media_type=media_type, digest=digest)
 
     @contextmanager
-    def blob(self, repository: str, digest: str) -> Iterator[Iterator[bytes]]:
-        """Stream a blob's bytes from upstream."""
-        self._on_request("blob_get")
+    def blob(self, repository: str, digest: str, *, count: bool = True) -> Iterator[Iterator[bytes]]:
+        """Stream a blob's bytes from upstream; ``count=False`` for reads that are not ECR's own
+        (the upstream storage a redirected client reads from)."""
+        if count:
+            self._on_request("blob_get")
         response = self._request(
             "GET", f"/v2/{repository}/blobs/{digest}", f"repository:{repository}:pull", {}, stream=True
         )
@@ -156,5 +172,20 @@ class UpstreamClient:
     def _raise_for(response: httpx.Response, repository: str, reference: str) -> None:
         if response.status_code >= 400:
             raise UpstreamError(
-                response.status_code, f"upstream answered {response.status_code} for {repository}:{reference}"
+                response.status_code,
+                f"upstream answered {response.status_code} for {repository}:{reference}",
+                code=_error_code(response),
             )
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    """The first OCI error code of an error answer (``NAME_UNKNOWN``...), None without a JSON body."""
+    if response.request.method == "HEAD":
+        return None
+    try:
+        if not response.is_stream_consumed:
+            response.read()
+        errors = response.json().get("errors") or []
+        return errors[0].get("code") if errors else None
+    except (ValueError, AttributeError, httpx.HTTPError):
+        return None
