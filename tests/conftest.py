@@ -79,6 +79,7 @@ def sandbox(
         emulator.stop()
 
 
+@pytest.fixture
 def emulator_profile(sandbox: Sandbox, request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
     """The sandbox's ECR emulator switched for one test, then back to the session's profile.
 
