@@ -32,7 +32,10 @@ pytestmark = pytest.mark.slow
 
 HUB = "registry-1.docker.io"
 TEAM, SECRET = "ecr_mirror__web_team", "ecr_mirror__web_secret"
-RULE = "rules:\n  - prefix: {p}\n    upstream: docker-hub\n    credential_secret: ecr-pullthroughcache/docker-hub\n"
+RULE = (
+    "rules:\n  - prefix: {p}\n    upstream: docker-hub\n"
+    "    credential_secret: ecr-pullthroughcache/docker-hub\n"
+)
 MANIFESTS = {
     "web-team": "name: web-team\ntarget: {region: eu-west-1}\ndefaults: {retries: 0}\n"
     + RULE.format(p="team")
@@ -107,7 +110,9 @@ def site(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         try:
             assert dags_test(stack, TEAM) == "failed"  # web-tool:9.9 is not upstream
             # upstream re-pushes both 1.0 tags: web-app's stays cached (stale), web-tool's is evicted
-            upstream["acme/web-app", "1.0", "rebuilt"] = seed_image(hub, "acme/web-app", "1.0", variant="rebuilt").digest
+            upstream["acme/web-app", "1.0", "rebuilt"] = seed_image(
+                hub, "acme/web-app", "1.0", variant="rebuilt"
+            ).digest
             upstream["acme/web-tool", "1.0", "rebuilt"] = seed_image(
                 hub, "acme/web-tool", "1.0", platforms=(), variant="rebuilt"
             ).digest
@@ -202,13 +207,14 @@ def test_the_run_page_shows_every_tag_with_its_digests(site: Site, browser: WebD
         ref, action, status, upstream, before, after, platforms, warmed, _, note = row["text"]
         assert ref.startswith(f"{record.image}:{record.tag}") and record.ecr_repository in ref
         assert (action, status) == (record.action, record.status)
-        assert row["digests"][3:6] == [
-            [d] if d else [] for d in (record.upstream_digest, record.cached_digest_before, record.cached_digest_after)
-        ]
-        for digest in (record.upstream_digest, record.cached_digest_before, record.cached_digest_after):
-            if digest:
-                assert digest[:19] in upstream + before + after  # sha256: and 12 hex digits
-        assert row["digests"][6] == list(json.loads(record.platform_digests or "{}").values())
+        digests = (record.upstream_digest, record.cached_digest_before, record.cached_digest_after)
+        # each digest in full (to hover and copy), shown as registries print it: sha256 and 12 hex
+        assert row["digests"][3:6] == [[d] if d else [] for d in digests]
+        assert [upstream, before, after] == [d[:19] if d else "-" for d in digests]
+        platform_digests = json.loads(record.platform_digests or "{}")
+        assert row["digests"][6] == list(platform_digests.values())
+        assert platforms.splitlines() == [f"{p} {d[:19]}" for p, d in platform_digests.items()]
+        assert (warmed != "") == (record.warmed_bytes is not None)
         assert note == (record.error or "")
     by_tag = {k.split("/", 1)[1]: v for k, v in shown.items()}
     # what the run did, as the sandbox's upstream says it should have
@@ -220,6 +226,7 @@ def test_the_run_page_shows_every_tag_with_its_digests(site: Site, browser: WebD
     assert app_10["text"][6].startswith("linux/arm64 sha256:")
     tool_10 = by_tag["acme/web-tool:1.0"]
     assert tool_10["text"][1:3] == ["drifted", "pulled"]  # on_drift: evict-and-repull
+    assert tool_10["text"][7].endswith("B")  # warm_layers: the bytes warmed through ECR
     assert tool_10["digests"][4:6] == [
         [site.upstream["acme/web-tool", "1.0", ""]],
         [site.upstream["acme/web-tool", "1.0", "rebuilt"]],
@@ -252,7 +259,10 @@ def test_filters_narrow_the_rows(site: Site, browser: WebDriver, tmp_path: Path)
     ]
     # the time range: every run is within the last hour, none before 2000
     browser.get(f"{site.url}/ecr-mirror/?last=1h")
-    runs = {e.get_attribute("data-run-id") for e in browser.find_elements(By.CSS_SELECTOR, "table.runs tr[data-run-id]")}
+    runs = {
+        e.get_attribute("data-run-id")
+        for e in browser.find_elements(By.CSS_SELECTOR, "table.runs tr[data-run-id]")
+    }
     assert runs == {first, second, site.secret_run}
     browser.get(f"{site.url}/ecr-mirror/?until=2000-01-01")
     assert browser.find_elements(By.CSS_SELECTOR, "table.runs tr[data-run-id]") == []
@@ -273,7 +283,9 @@ def test_the_manifest_overview_counts_runs_and_charts_tags_over_time(
     }
     assert set(sections) == {TEAM, SECRET}
     team_runs = sections[TEAM].find_elements(By.CSS_SELECTOR, "tr[data-run-id]")
-    assert [r.get_attribute("data-run-id") for r in team_runs] == list(reversed(site.team_runs))  # newest first
+    assert [r.get_attribute("data-run-id") for r in team_runs] == list(
+        reversed(site.team_runs)
+    )  # newest first
     for tr, run_id in zip(team_runs, reversed(site.team_runs), strict=True):
         counts = {
             p.get_attribute("data-status"): int(p.find_element(By.TAG_NAME, "b").text)
@@ -283,7 +295,9 @@ def test_the_manifest_overview_counts_runs_and_charts_tags_over_time(
         assert counts == {s: sum(r.status == s for r in records) for s in {r.status for r in records}}
         assert "failed" in tr.text
     # the chart's bars add up to the tags mirrored (pulled), stale and failed in every run
-    every = [r for run in site.team_runs for r in site.records(TEAM, run)] + site.records(SECRET, site.secret_run)
+    every = [r for run in site.team_runs for r in site.records(TEAM, run)] + site.records(
+        SECRET, site.secret_run
+    )
     bars = browser.find_elements(By.CSS_SELECTOR, "figure.chart g.bar")
     assert bars
     for status in ("pulled", "stale", "failed"):
@@ -301,8 +315,13 @@ def test_the_digest_history_of_a_tag(site: Site, browser: WebDriver, tmp_path: P
     assert [tr.get_attribute("data-run-id") for tr in history] == [second, first]
     newest, oldest = history
     assert newest.get_attribute("class") == "changed"  # evicted and re-pulled: ECR serves the rebuild
-    cached = [tr.find_elements(By.CSS_SELECTOR, "code.digest")[-1].get_attribute("data-digest") for tr in history]
-    assert cached == [site.upstream["acme/web-tool", "1.0", "rebuilt"], site.upstream["acme/web-tool", "1.0", ""]]
+    cached = [
+        tr.find_elements(By.CSS_SELECTOR, "code.digest")[-1].get_attribute("data-digest") for tr in history
+    ]
+    assert cached == [
+        site.upstream["acme/web-tool", "1.0", "rebuilt"],
+        site.upstream["acme/web-tool", "1.0", ""],
+    ]
     assert "changed" not in (oldest.get_attribute("class") or "")
 
 
@@ -310,7 +329,9 @@ def test_a_user_sees_only_the_dags_they_may_read(site: Site, browser: WebDriver,
     secret = run_path(SECRET, site.secret_run)
     login(browser, site, "alice")
     shot(browser, tmp_path, "alice-overview")
-    sections = [s.get_attribute("data-dag-id") for s in browser.find_elements(By.CSS_SELECTOR, "section.manifest")]
+    sections = [
+        s.get_attribute("data-dag-id") for s in browser.find_elements(By.CSS_SELECTOR, "section.manifest")
+    ]
     assert sections == [TEAM]
     assert SECRET not in browser.page_source
     browser.get(f"{site.url}/ecr-mirror/tags")
@@ -332,24 +353,43 @@ def test_a_user_sees_only_the_dags_they_may_read(site: Site, browser: WebDriver,
     assert site.get(f"{secret}?format=json", "admin").json()["tags"][0]["status"] == "pulled"
 
 
-def test_airflow_links_its_navigation_and_each_run_to_the_audit(site: Site, browser: WebDriver, tmp_path: Path):
+def test_airflow_links_its_navigation_each_dag_and_each_run_to_the_audit(
+    site: Site, browser: WebDriver, tmp_path: Path
+):
+    def wait_for(selector: str, within: WebDriver = browser) -> list[Any]:
+        return WebDriverWait(within, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, selector))
+
+    def audit_frame(name: str) -> str:
+        """Switch into the UI's iframe of the external view ``name``; its source URL."""
+        frame = wait_for(f"iframe[title='{name}']")[0]
+        src = str(frame.get_attribute("src"))
+        browser.switch_to.frame(frame)
+        return src
+
     run_id = site.team_runs[-1]
     login(browser, site, "admin")
+    # the navigation entry opens the overview inside the Airflow UI
     browser.get(f"{site.url}/")
-    nav = WebDriverWait(browser, 60).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='plugin/ecr-mirror']")
-    )
-    assert nav
+    nav = wait_for("a[href$='/plugin/ecr-mirror']")[0]
+    assert nav.get_attribute("aria-label") == "ECR audit"
+    nav.click()
+    audit_frame("ECR audit")
+    assert {s.get_attribute("data-dag-id") for s in wait_for("section.manifest")} == {TEAM, SECRET}
+    browser.switch_to.default_content()
+    # every DAG page has a tab with the DAG's runs
+    browser.get(f"{site.url}/dags/{TEAM}")
+    wait_for("a[href$='/plugin/ecr-mirror-dag']")[0].click()
+    audit_frame("Tag audit")
+    runs = [r.get_attribute("data-run-id") for r in wait_for("table.runs tr[data-run-id]")]
+    assert runs == list(reversed(site.team_runs))
+    browser.switch_to.default_content()
+    # every run page has a tab with the run's tags
     browser.get(f"{site.url}{run_path(TEAM, run_id)}")
-    tab = WebDriverWait(browser, 60).until(
-        lambda d: d.find_elements(By.CSS_SELECTOR, "a[href$='/plugin/ecr-mirror-run']")
-    )
-    assert tab[0].text == "Tag audit"
-    tab[0].click()
-    frame = WebDriverWait(browser, 60).until(lambda d: d.find_elements(By.CSS_SELECTOR, "iframe[title='Tag audit']"))
-    assert frame[0].get_attribute("src").endswith(f"/ecr-mirror{run_path(TEAM, run_id)}")
-    browser.switch_to.frame(frame[0])
-    WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "table.tags tbody tr"))
+    tab = wait_for("a[href$='/plugin/ecr-mirror-run']")[0]
+    assert tab.text == "Tag audit"
+    tab.click()
+    assert audit_frame("Tag audit").endswith(f"/ecr-mirror{run_path(TEAM, run_id)}")
+    wait_for("table.tags tbody tr")
     assert len(rows(browser)) == len(site.records(TEAM, run_id))
     browser.switch_to.default_content()
     shot(browser, tmp_path, "airflow-run-tab")

@@ -33,7 +33,14 @@ from fastapi.templating import Jinja2Templates
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.settings import get_settings
 from ecr_mirror.web import chart, queries
-from ecr_mirror.web.auth import CurrentUser, NotAuthenticated, readable_dag_ids, refuse, require_dag, wants_html
+from ecr_mirror.web.auth import (
+    CurrentUser,
+    NotAuthenticated,
+    readable_dag_ids,
+    refuse,
+    require_dag,
+    wants_html,
+)
 from ecr_mirror.web.filters import LAST, tag_filter
 
 #: where the plugin mounts the app in the api-server
@@ -177,7 +184,13 @@ def dag_runs(
 
 @app.get("/dags/{dag_id}/runs/{run_id}", name="run")
 def run_tags(
-    request: Request, dag_id: str, run_id: str, user: CurrentUser, conn: Audit, flt: Filter, format: Format = None
+    request: Request,
+    dag_id: str,
+    run_id: str,
+    user: CurrentUser,
+    conn: Audit,
+    flt: Filter,
+    format: Format = None,
 ) -> Response:
     require_dag(user, dag_id)
     run = queries.run_overview(conn, dag_id, run_id)

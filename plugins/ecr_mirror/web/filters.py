@@ -10,7 +10,12 @@ from fastapi import HTTPException, Query, status
 from ecr_mirror.web.queries import STATUSES, TagFilter
 
 #: the "last" choices of the filter form
-LAST = {"1h": timedelta(hours=1), "24h": timedelta(days=1), "7d": timedelta(days=7), "30d": timedelta(days=30)}
+LAST = {
+    "1h": timedelta(hours=1),
+    "24h": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
 _FORMATS = "YYYY-MM-DD or YYYY-MM-DDTHH:MM, UTC"
 
 
@@ -31,7 +36,8 @@ def _moment(parameter: str, value: str, *, end_of_day: bool = False) -> datetime
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise _bad(parameter, value, f"a time ({_FORMATS})") from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    # the audit stores UTC (SQLite keeps no offset): compare in UTC
+    return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def tag_filter(

@@ -11,6 +11,7 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 
 import sqlalchemy as sa
@@ -57,10 +58,8 @@ def _image_clause(text: str) -> sa.ColumnElement[bool]:
     """
     value = text.strip().lower()
     escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    if _GLOB_CHARS & set(value):
-        pattern = escaped.replace("*", "%").replace("?", "_")
-    else:
-        pattern = f"%{escaped}%"
+    glob = bool(_GLOB_CHARS & set(value))
+    pattern = escaped.replace("*", "%").replace("?", "_") if glob else f"%{escaped}%"
     names = (
         tag_rows.c.image,
         tag_rows.c.ecr_repository,
@@ -312,7 +311,7 @@ def tag_history(
         .limit(limit)
     )
     rows = [_tag_row(row) for row in conn.execute(query).mappings()]
-    for newer, older in zip(rows, rows[1:], strict=False):
+    for newer, older in pairwise(rows):
         newer.changed = bool(newer.cached_digest_after) and newer.cached_digest_after != (
             older.cached_digest_after
         )
