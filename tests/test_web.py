@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -58,6 +58,7 @@ class Site:
     secret_run: str
     #: upstream digests as seeded: (image, tag, variant) -> digest
     upstream: dict[tuple[str, str, str], str]
+    tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -73,7 +74,9 @@ class Site:
     def get(self, path: str, user: str | None = None, **kwargs: Any) -> httpx.Response:
         headers = kwargs.pop("headers", {})
         if user:
-            headers["Authorization"] = f"Bearer {fab_token(self.stack, user, USERS[user][0])}"
+            if user not in self.tokens:
+                self.tokens[user] = fab_token(self.stack, user, USERS[user][0])
+            headers["Authorization"] = f"Bearer {self.tokens[user]}"
         return httpx.get(f"{self.url}/ecr-mirror{path}", headers=headers, timeout=30, **kwargs)
 
 
@@ -103,6 +106,8 @@ def site(sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             "ECR_MIRROR_MANIFEST_DIR": str(home / "manifests"),
             "ECR_MIRROR_DEADLINES": "false",  # `airflow dags test` runs no deadline (see demo.py)
             "AIRFLOW__CORE__AUTH_MANAGER": FAB_AUTH_MANAGER,
+            # every test logs in: FAB's login rate limit (5 per 40 s) would refuse the later ones
+            "AIRFLOW__FAB__AUTH_RATE_LIMITED": "False",
         },
     )
     try:

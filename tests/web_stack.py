@@ -100,7 +100,7 @@ def chromium(output: Path):
         "--disable-component-update",
         "--no-first-run",
         "--disable-sync",
-        "--window-size=1440,1000",
+        "--window-size=1600,1300",
         f"--user-data-dir={output / 'chromium-profile'}",
     ):
         options.add_argument(flag)
