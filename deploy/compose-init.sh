@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The compose `airflow-init` service: the audit database, Airflow's schema (with the FAB auth
-# manager's tables), the `admin` user and the pools of every upstream registry the manifests use.
+# The compose `airflow-init` service: the audit database and its tables, Airflow's schema (with the
+# FAB auth manager's tables), the `admin` user and the pools of every upstream registry the
+# manifests use.
 # Every step is idempotent: it runs at each `docker compose up`.
 set -euo pipefail
 secrets=/opt/airflow/secrets
@@ -24,6 +25,9 @@ with conn.cursor() as cur:
 conn.close()
 PY
 
+# the audit's tables, created or upgraded (every AuditStore would do it on first use; here it
+# happens once, before any worker starts)
+ecr-mirror audit migrate
 airflow db migrate
 # FAB's `users create` leaves an existing user as it is (and says so)
 airflow users create --username admin --role Admin --firstname Airflow --lastname Admin \

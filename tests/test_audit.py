@@ -2,37 +2,22 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
-import sqlalchemy as sa
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.states import Action, Status
+from tests.audit_databases import DIALECTS, throwaway_url
 
-PG_ADMIN = "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres"
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=DIALECTS)
 def store(request: pytest.FixtureRequest, tmp_path) -> Iterator[AuditStore]:
-    if request.param == "sqlite":
-        yield AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-        return
-    name = f"ecr_mirror_audit_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as exc:  # only where the machine has no PostgreSQL
-        pytest.skip(f"PostgreSQL not reachable: {exc}")
-    store = AuditStore(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
-    yield store
-    store.engine.dispose()
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE "{name}"'))
-    admin.dispose()
+    with throwaway_url(request.param, tmp_path) as url:
+        store = AuditStore(url)
+        yield store
+        store.engine.dispose()
 
 
 def record(tag: str, status: str = "pulled", **extra) -> AuditRecord:

@@ -288,6 +288,7 @@ def test_the_audit_has_a_database_and_a_role_of_its_own(plain):
     assert audit.database != metadata.database and audit.username != metadata.username
     init = (ROOT / "deploy" / "compose-init.sh").read_text()
     assert "CREATE DATABASE ecr_mirror_audit OWNER ecr_mirror_audit" in init
+    assert "\necr-mirror audit migrate\n" in init  # its tables, before any worker starts
 
 
 def _stages(dockerfile: str) -> dict[str, str]:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy import RowMapping
 from sqlalchemy.dialects import postgresql, sqlite
 
+from ecr_mirror.audit_migrations import upgrade
 from ecr_mirror.states import Action, RunStatus, Status
 
 R = TypeVar("R")
@@ -28,8 +29,8 @@ tag_rows = sa.Table(
     "ecr_mirror_audit",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("run_id", sa.String(250), nullable=False, index=True),
-    sa.Column("dag_id", sa.String(250), nullable=False, index=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("dag_id", sa.String(250), nullable=False),
     sa.Column("manifest", sa.String(250), nullable=False),
     sa.Column("image", sa.String(500), nullable=False),
     sa.Column("ecr_repository", sa.String(256), nullable=False),
@@ -45,7 +46,15 @@ tag_rows = sa.Table(
     sa.Column("duration_ms", sa.Integer, nullable=False, default=0),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("error_kind", sa.String(16)),  # transient or permanent (states.ErrorKind), failed rows
+    sa.Column("attempt", sa.Integer),  # the task try that wrote the row
+    sa.Column("subject_digest", sa.String(100)),  # a signature/attestation/sbom/referrer: its image
+    sa.Column("artifact_kind", sa.String(32)),
     sa.UniqueConstraint("run_id", "dag_id", "ecr_repository", "tag", name="uq_ecr_mirror_audit_tag"),
+    # the unique key serves lookups by run_id; these serve the audit view and the CLI
+    sa.Index("ix_ecr_mirror_audit_dag_run", "dag_id", "run_id"),
+    sa.Index("ix_ecr_mirror_audit_tag_history", "ecr_repository", "tag", "finished_at"),
+    sa.Index("ix_ecr_mirror_audit_status", "status"),
 )
 
 #: blobs requested once through ECR (warm_layers): later runs skip them
@@ -69,6 +78,15 @@ run_rows = sa.Table(
     sa.Column("counts", sa.Text, nullable=False),
     sa.Column("note", sa.Text),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
+    # provenance: what the run was asked to do, and by whom
+    sa.Column("started_at", sa.DateTime(timezone=True)),
+    sa.Column("manifest_hash", sa.String(64)),  # sha256 of the manifest file's bytes
+    sa.Column("manifest_path", sa.String(500)),
+    sa.Column("conf", sa.Text),  # the trigger conf as JSON (secrets never)
+    sa.Column("dry_run", sa.Boolean),
+    sa.Column("triggered_by", sa.String(250)),
+    sa.Column("run_type", sa.String(32)),  # scheduled, manual, backfill, cli
+    sa.Index("ix_ecr_mirror_run_dag_finished", "dag_id", "finished_at"),
 )
 
 sla_miss_rows = sa.Table(
@@ -155,6 +173,7 @@ class SlaMiss:
 
 
 _RECORD_FIELDS = [f.name for f in fields(AuditRecord)]
+_SUMMARY_FIELDS = [f.name for f in fields(RunSummary)]
 
 
 def _aware(value: datetime) -> datetime:
@@ -192,7 +211,8 @@ def _sla_miss(row: RowMapping) -> SlaMiss:
 
 
 class AuditStore:
-    """Reads and writes the audit tables at one SQLAlchemy URL (tables are created on first use).
+    """Reads and writes the audit tables at one SQLAlchemy URL (the schema is created, or upgraded
+    to this version's, on first use: ``audit_migrations.upgrade``).
 
     SQLite and PostgreSQL: rows are written with their dialect's INSERT ... ON CONFLICT DO UPDATE.
     """
@@ -202,7 +222,11 @@ class AuditStore:
         if self.engine.dialect.name not in _UPSERTS:
             self.engine.dispose()
             raise ValueError(f"the audit store runs on SQLite or PostgreSQL, not {self.engine.dialect.name}")
-        metadata.create_all(self.engine)
+        try:
+            upgrade(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
 
     def _upsert(self, table: sa.Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
         """Insert ``rows``; a row whose ``keys`` are stored already replaces that row (a retried
@@ -254,7 +278,8 @@ class AuditStore:
         self._upsert(run_rows, [row], ("run_id", "dag_id"))
 
     def summaries(self, *, dag_id: str | None = None, limit: int = 20) -> list[RunSummary]:
-        query = sa.select(run_rows).order_by(run_rows.c.finished_at.desc()).limit(limit)
+        columns = (run_rows.c[name] for name in _SUMMARY_FIELDS)
+        query = sa.select(*columns).order_by(run_rows.c.finished_at.desc()).limit(limit)
         if dag_id:
             query = query.where(run_rows.c.dag_id == dag_id)
         return self._read(query, _summary)

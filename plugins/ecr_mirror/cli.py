@@ -1,7 +1,8 @@
 """``ecr-mirror``: the same engine as the DAGs, from a shell, without an Airflow scheduler.
 
 Subcommands: ``validate`` (manifests), ``plan`` (what a run would do, changing nothing), ``sync``
-(a run without Airflow), ``schema`` (the manifest JSON Schema) and ``audit`` (the audit trail).
+(a run without Airflow), ``schema`` (the manifest JSON Schema) and ``audit`` (the audit trail:
+runs, a run's tags, a tag's history, retention, migrations; cli_audit).
 ``plan`` and ``sync`` reach ECR through the manifest's ``aws_conn_id`` Airflow connection; an
 ``AIRFLOW_CONN_<ID>`` environment variable is enough (no metadata database is needed).
 """
@@ -19,8 +20,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ecr_mirror import probe_cli
-from ecr_mirror.audit import AuditRecord, AuditStore
+from ecr_mirror import cli_audit, probe_cli
+from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import (
     FieldError,
     Manifest,
@@ -32,7 +33,6 @@ from ecr_mirror.manifest import (
 )
 from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
 from ecr_mirror.rules import RuleError, ensure_rules
-from ecr_mirror.settings import get_settings
 from ecr_mirror.states import FAILING_ACTIONS, RunStatus
 
 _ERROR_WIDTH = 60
@@ -185,24 +185,6 @@ def _audit_table(records: Sequence[AuditRecord]) -> str:
     return tabulate(rows, headers=headers, maxcolwidths=[None] * 6 + [_ERROR_WIDTH])
 
 
-def _audit(args: argparse.Namespace) -> int:
-    store = AuditStore(args.url or get_settings().resolved_audit_url())
-    run_id = args.run_id
-    if run_id is None:
-        summaries = store.summaries(dag_id=args.dag_id, limit=1)
-        if not summaries:
-            print("no runs in the audit yet", file=sys.stderr)
-            return 1
-        run_id = summaries[0].run_id
-    records = store.records(dag_id=args.dag_id, run_id=run_id)
-    if args.json:
-        print(json.dumps([asdict(r) for r in records], default=str, indent=2))
-    else:
-        print(f"run {run_id}" + (f" of {args.dag_id}" if args.dag_id else ""))
-        print(_audit_table(records))
-    return 0
-
-
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("manifest", help="the manifest file")
     parser.add_argument("--image", action="append", help="only images matching this glob (repeat)")
@@ -229,14 +211,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     sync.set_defaults(func=_sync)
     schema = commands.add_parser("schema", help="print the manifest JSON Schema")
     schema.set_defaults(func=_schema)
-    audit = commands.add_parser("audit", help="show the audit rows of a run (default: the latest)")
-    audit.add_argument("--dag-id")
-    audit.add_argument("--run-id")
-    audit.add_argument("--url", help="audit database URL (default: ECR_MIRROR_AUDIT_URL or AIRFLOW_HOME)")
-    audit.add_argument("--json", action="store_true")
-    audit.set_defaults(func=_audit)
+    cli_audit.register(commands)
     probe_cli.register(commands)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(cli_audit.with_default_subcommand(sys.argv[1:] if argv is None else argv))
     code: int = args.func(args)
     return code
 

@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
+from ecr_mirror.audit_retention import prune_expired
 from ecr_mirror.credentials import upstream_credentials
 from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import Manifest
@@ -261,6 +262,7 @@ class Mirror:
         if failed:
             summary.status = RunStatus.FAILED
         self.store.write_summary(summary)
+        prune_expired(self.store, run.dag_id)  # ECR_MIRROR_AUDIT_RETENTION_DAYS, when set
         return summary, records + lost_records
 
 

@@ -11,6 +11,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -20,6 +21,8 @@ class Settings(BaseSettings):
 
     #: SQLAlchemy URL of the audit store; default: a SQLite file under AIRFLOW_HOME.
     audit_url: str | None = None
+    #: days the audit keeps rows (never a tag's latest row, see audit_retention); unset: forever.
+    audit_retention_days: PositiveInt | None = None
     #: upstream host -> base URL override (``https://<host>`` when absent).
     upstream_endpoints: dict[str, str] = {}
     #: folder of manifests the DAG file loads (default: config/manifests beside dags/).
