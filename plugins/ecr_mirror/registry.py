@@ -2,7 +2,8 @@
 
 Engine module: no Airflow imports. One pooled ``httpx.Client`` per registry; safe to share
 between threads. Handles anonymous, Basic and Bearer (token service) auth, tag pagination,
-manifest HEAD/GET with digest verification, rate-limit headers, and retries with backoff.
+manifest HEAD/GET and small blob reads with digest verification, OCI 1.1 referrers (the API or
+the tag schema fallback), rate-limit headers, and retries with backoff.
 Credentials and tokens never appear in exception messages, reprs or logs.
 """
 
@@ -129,6 +130,27 @@ class FetchedManifest:
 
 
 @dataclass(frozen=True)
+class Referrer:
+    """One descriptor of a referrers list (OCI distribution-spec v1.1, "Listing Referrers")."""
+
+    digest: str
+    media_type: str
+    artifact_type: str | None
+    size: int | None
+    annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Referrers:
+    """The referrers of a subject digest and where they were read: ``api`` (the referrers API)
+    or ``tag-schema`` (the ``<alg>-<hex>`` index tag, for registries without the API)."""
+
+    subject: str
+    referrers: tuple[Referrer, ...]
+    source: str
+
+
+@dataclass(frozen=True)
 class Challenge:
     scheme: str  # lower case
     params: dict[str, str]  # keys lower case
@@ -178,6 +200,13 @@ def compute_digest(body: bytes, algorithm: str = "sha256") -> str:
     if algorithm not in DIGEST_ALGORITHMS:
         raise ValueError(f"unsupported digest algorithm {algorithm!r}")
     return f"{algorithm}:{hashlib.new(algorithm, body).hexdigest()}"
+
+
+def referrers_tag(digest: str) -> str:
+    """The referrers tag schema's tag for ``digest``: algorithm (32 chars at most), ``-``, encoded
+    part (64 at most), characters a tag cannot hold replaced by ``-`` (distribution-spec v1.1)."""
+    algorithm, _, encoded = digest.partition(":")
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", f"{algorithm[:32]}-{encoded[:64]}")
 
 
 def _is_digest(reference: str) -> bool:
@@ -331,16 +360,77 @@ class RegistryClient:
             send = partial(self._send, "GET", url, repository, None, {}, params=params)
             response = self._call(send, repository, None)
             tags += response.json().get("tags") or []
-            next_link = response.links.get("next", {}).get("url")
-            url, params = None, None
-            if next_link:
-                target = response.url.join(next_link)
-                if (target.scheme, target.netloc) != (response.url.scheme, response.url.netloc):
-                    raise RegistryError(
-                        "tag list pagination points to another origin", registry=self.registry
-                    )
-                url = str(target)
+            url, params = self._next_page(response, "tag list"), None
         return tags
+
+    def list_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Referrers:
+        """The OCI 1.1 referrers of manifest ``digest``, optionally only those of ``artifact_type``.
+
+        Asks the referrers API (``GET /v2/<name>/referrers/<digest>``, all ``Link`` pages); a
+        registry without it answers 404, and then the referrers tag schema's index is read
+        instead (distribution-spec v1.1: clients MUST fall back). A tag that does not hold an
+        image index, or that resolves to the subject itself (GitLab's registry reads
+        ``sha256-<hex>`` as the digest, oras-project/oras#2148), means no referrers. The
+        ``artifactType`` filter is applied here whenever the registry did not apply it.
+        """
+        url: str | None = f"{self.base_url}/v2/{repository}/referrers/{digest}"
+        params = {"artifactType": artifact_type} if artifact_type else None
+        found: list[Referrer] = []
+        source = "api"
+        try:
+            while url:
+                headers = {"Accept": OCI_INDEX}
+                send = partial(self._send, "GET", url, repository, digest, headers, params=params)
+                response = self._call(send, repository, digest)
+                page = _referrers_from_index(response.content, self.registry, repository, digest)
+                if artifact_type and "artifacttype" not in _filters_applied(response):
+                    page = [r for r in page if r.artifact_type == artifact_type]
+                found += page
+                url, params = self._next_page(response, "referrers list"), None
+        except NotFoundError:
+            source, found = "tag-schema", []
+            try:
+                index = self.get_manifest(repository, referrers_tag(digest))
+            except NotFoundError:
+                index = None
+            if index is not None and index.media_type == OCI_INDEX and index.digest != digest:
+                found = _referrers_from_index(index.body, self.registry, repository, digest)
+                if artifact_type:
+                    found = [r for r in found if r.artifact_type == artifact_type]
+        return Referrers(digest, tuple(found), source)
+
+    def read_blob(self, repository: str, digest: str, max_bytes: int = 4 << 20) -> bytes:
+        """A small blob's bytes (a signature payload, an SBOM), verified against ``digest``;
+        refuses blobs over ``max_bytes`` rather than reading them into memory."""
+        url = self._url(repository, "blobs", digest)
+
+        def read() -> bytes:
+            response = self._send("GET", url, repository, digest, {}, stream=True, follow_redirects=True)
+            try:
+                body = bytearray()
+                for chunk in response.iter_bytes(1 << 16):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise RegistryError(
+                            f"blob is larger than {max_bytes} bytes",
+                            registry=self.registry,
+                            repository=repository,
+                            reference=digest,
+                        )
+                return bytes(body)
+            finally:
+                response.close()
+
+        body = self._call(read, repository, digest)
+        algorithm = digest.partition(":")[0]
+        if algorithm not in DIGEST_ALGORITHMS or compute_digest(body, algorithm) != digest:
+            raise DigestMismatchError(
+                f"blob body does not match digest {digest}",
+                registry=self.registry,
+                repository=repository,
+                reference=digest,
+            )
+        return body
 
     def stream_blob(self, repository: str, digest: str, chunk_size: int = 1 << 20) -> int:
         """Read a blob (following redirects) and discard it; returns the byte count.
@@ -362,6 +452,17 @@ class RegistryClient:
 
     def _url(self, repository: str, kind: str, reference: str) -> str:
         return f"{self.base_url}/v2/{repository}/{kind}/{reference}"
+
+    def _next_page(self, response: httpx.Response, what: str) -> str | None:
+        """The ``Link: <...>; rel="next"`` URL of a paginated answer; same origin only, so auth
+        headers never go elsewhere."""
+        next_link = response.links.get("next", {}).get("url")
+        if not next_link:
+            return None
+        target = response.url.join(next_link)
+        if (target.scheme, target.netloc) != (response.url.scheme, response.url.netloc):
+            raise RegistryError(f"{what} pagination points to another origin", registry=self.registry)
+        return str(target)
 
     def _call(self, attempt: Callable[[], T], repository: str, reference: str | None) -> T:
         """Run one request attempt under the retry policy; wrap transport errors."""
@@ -518,3 +619,33 @@ def _basic_header(credentials: tuple[str, str]) -> str:
 
 def _media_type(response: httpx.Response) -> str:
     return response.headers.get("Content-Type", "").split(";")[0].strip()
+
+
+def _filters_applied(response: httpx.Response) -> set[str]:
+    applied = response.headers.get("OCI-Filters-Applied", "")
+    return {name.strip().lower() for name in applied.split(",") if name.strip()}
+
+
+def _referrers_from_index(body: bytes, registry: str, repository: str, digest: str) -> list[Referrer]:
+    """The descriptors of a referrers image index; a descriptor without a digest is skipped."""
+    try:
+        manifests = json.loads(body).get("manifests") or []
+    except (ValueError, AttributeError) as exc:
+        raise RegistryError(
+            "referrers list is not an image index", registry=registry, repository=repository, reference=digest
+        ) from exc
+    referrers = []
+    for entry in manifests:
+        if not isinstance(entry, dict) or not isinstance(entry.get("digest"), str):
+            continue
+        size = entry.get("size")
+        referrers.append(
+            Referrer(
+                digest=entry["digest"],
+                media_type=str(entry.get("mediaType", "")),
+                artifact_type=entry.get("artifactType") or None,
+                size=size if isinstance(size, int) else None,
+                annotations={str(k): str(v) for k, v in (entry.get("annotations") or {}).items()},
+            )
+        )
+    return referrers
