@@ -101,7 +101,12 @@ def ecr_answers_are_checked(request: pytest.FixtureRequest) -> Iterator[None]:
     if "sandbox" not in request.fixturenames:
         yield
         return
+    from sandbox.services import Sandbox
+
     sandbox = request.getfixturevalue("sandbox")
+    if not isinstance(sandbox, Sandbox):  # a test module's own fixture of that name
+        yield
+        return
     sandbox.violations()  # what earlier tests left is theirs
     yield
     found = sandbox.violations()

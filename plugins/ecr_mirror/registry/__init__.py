@@ -1,5 +1,6 @@
 """Talking to OCI registries: the client (``client``), the documents and digests they exchange
-(``media``), the HTTP headers they answer with (``headers``) and the errors (``errors``)."""
+(``media``), OCI 1.1 referrers (``referrers``), the HTTP headers they answer with (``headers``)
+and the errors (``errors``)."""
 
 from ecr_mirror.registry.client import RegistryClient
 from ecr_mirror.registry.errors import (
@@ -22,6 +23,7 @@ from ecr_mirror.registry.media import (
     ManifestInfo,
     compute_digest,
 )
+from ecr_mirror.registry.referrers import Referrer, Referrers, referrers_tag
 
 __all__ = [
     "DOCKER_LIST",
@@ -38,10 +40,13 @@ __all__ = [
     "NotFoundError",
     "RateLimit",
     "RateLimitedError",
+    "Referrer",
+    "Referrers",
     "RegistryClient",
     "RegistryError",
     "UnavailableError",
     "compute_digest",
     "parse_rate_limit",
     "parse_www_authenticate",
+    "referrers_tag",
 ]

@@ -2,7 +2,8 @@
 
 Engine module: no Airflow imports. One pooled ``httpx.Client`` per registry; safe to share
 between threads. Handles anonymous, Basic and Bearer (token service) auth, tag pagination,
-manifest HEAD/GET with digest verification, and retries with backoff (honouring Retry-After).
+manifest HEAD/GET and small blob reads with digest verification, OCI 1.1 referrers (the API or
+the tag schema fallback, ``referrers``), and retries with backoff (honouring Retry-After).
 Docker Hub's rate-limit headers are recorded (``rate_limit``) for callers to read; the client
 does not pace itself by them. Credentials and tokens never appear in exception messages, reprs
 or logs.
@@ -14,7 +15,7 @@ import base64
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from functools import partial
 from typing import TypeVar
 
@@ -51,6 +52,7 @@ from ecr_mirror.registry.media import (
     compute_digest,
     is_digest,
 )
+from ecr_mirror.registry.referrers import Referrers, list_referrers
 
 RETRY_STATUSES = frozenset({502, 503, 504})
 DEFAULT_TOKEN_LIFETIME_S = 60  # Docker token spec: assume 60 s when expires_in is absent
@@ -179,43 +181,94 @@ class RegistryClient:
         return FetchedManifest(digest, media_type, body)
 
     def list_tags(self, repository: str, page_size: int | None = None) -> list[str]:
-        """All tags, following ``Link: <...>; rel="next"`` pages (same origin only, so auth
-        headers never go elsewhere)."""
-        url: str | None = f"{self.base_url}/v2/{repository}/tags/list"
+        """All tags, every page."""
         params = {"n": str(page_size)} if page_size else None
-        tags: list[str] = []
+        pages = self.pages(repository, "tags/list", None, {}, params)
+        return [tag for page in pages for tag in page.json().get("tags") or []]
+
+    def list_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Referrers:
+        """The OCI 1.1 referrers of manifest ``digest`` (see referrers.list_referrers)."""
+        return list_referrers(self, repository, digest, artifact_type)
+
+    def pages(
+        self,
+        repository: str,
+        path: str,
+        reference: str | None,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+    ) -> Iterator[httpx.Response]:
+        """Each page of a paginated ``GET /v2/<repository>/<path>``, following ``Link: <...>;
+        rel="next"`` (same origin only, so auth headers never go elsewhere)."""
+        url: str | None = f"{self.base_url}/v2/{repository}/{path}"
         while url:
-            send = partial(self._send, "GET", url, repository, None, {}, params=params)
-            response = self._call(send, repository, None)
-            tags += response.json().get("tags") or []
-            next_link = response.links.get("next", {}).get("url")
-            url, params = None, None
-            if next_link:
-                target = response.url.join(next_link)
-                if (target.scheme, target.netloc) != (response.url.scheme, response.url.netloc):
-                    raise RegistryError(
-                        "tag list pagination points to another origin", registry=self.registry
-                    )
-                url = str(target)
-        return tags
+            send = partial(self._send, "GET", url, repository, reference, headers, params=params)
+            response = self._call(send, repository, reference)
+            yield response
+            url, params = self._next_page(response, path), None
 
     def stream_blob(self, repository: str, digest: str, chunk_size: int = 1 << 20) -> int:
         """Read a blob (following redirects) and discard it; returns the byte count.
 
         httpx drops the Authorization header when a redirect leaves the origin (e.g. to S3).
         """
+        return self._read_blob(repository, digest, chunk_size, keep=None)[0]
+
+    def read_blob(self, repository: str, digest: str, max_bytes: int = 4 << 20) -> bytes:
+        """A small blob's bytes (a signature payload, an SBOM), verified against ``digest``;
+        refuses blobs over ``max_bytes`` rather than reading them into memory."""
+        body = self._read_blob(repository, digest, 1 << 16, keep=max_bytes)[1]
+        algorithm = digest.partition(":")[0]
+        if algorithm not in DIGEST_ALGORITHMS or compute_digest(body, algorithm) != digest:
+            raise DigestMismatchError(
+                f"blob body does not match digest {digest}",
+                registry=self.registry,
+                repository=repository,
+                reference=digest,
+            )
+        return body
+
+    def _read_blob(
+        self, repository: str, digest: str, chunk_size: int, keep: int | None
+    ) -> tuple[int, bytes]:
+        """GET a blob (following redirects): its size, and its bytes when ``keep`` is a bound (an
+        error past it); ``keep=None`` streams the blob and keeps nothing."""
         url = self._url(repository, "blobs", digest)
 
-        def read() -> int:
+        def read() -> tuple[int, bytes]:
             response = self._send("GET", url, repository, digest, {}, stream=True, follow_redirects=True)
+            body, count = bytearray(), 0
             try:
-                return sum(len(chunk) for chunk in response.iter_bytes(chunk_size))
+                for chunk in response.iter_bytes(chunk_size):
+                    count += len(chunk)
+                    if keep is None:
+                        continue
+                    body += chunk
+                    if count > keep:
+                        raise RegistryError(
+                            f"blob is larger than {keep} bytes",
+                            registry=self.registry,
+                            repository=repository,
+                            reference=digest,
+                        )
             finally:
                 response.close()
+            return count, bytes(body)
 
         return self._call(read, repository, digest)
 
     # -- transport ----------------------------------------------------------------------------
+
+    def _next_page(self, response: httpx.Response, what: str) -> str | None:
+        """The ``Link: <...>; rel="next"`` URL of a paginated answer; same origin only, so auth
+        headers never go elsewhere."""
+        next_link = response.links.get("next", {}).get("url")
+        if not next_link:
+            return None
+        target = response.url.join(next_link)
+        if (target.scheme, target.netloc) != (response.url.scheme, response.url.netloc):
+            raise RegistryError(f"{what} pagination points to another origin", registry=self.registry)
+        return str(target)
 
     def _url(self, repository: str, kind: str, reference: str) -> str:
         return f"{self.base_url}/v2/{repository}/{kind}/{reference}"
