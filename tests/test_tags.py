@@ -170,18 +170,21 @@ def test_selectors_over_an_upstream_tag_list(selector, expected):
 def test_evaluation_order_semver_include_exclude_then_latest():
     selector = {
         "semver": ">=3.11,<3.14",
-        "include": ["-slim-bookworm$"],
-        "exclude": ["^3\\.\\d+-"],
+        "variant": "slim-bookworm",
+        "include": ["^3\\.1"],
+        "exclude": ["^3\\.11\\."],
         "latest": 2,
         "prerelease": False,
     }
-    # semver keeps 3.11 to 3.13 releases (a variant suffix is no prerelease; 3.13.0rc2 is), include
-    # the slim-bookworm variants, exclude the floating 3.12-..., latest the two highest left
+    # semver keeps the 3.11 to 3.13 releases of the slim-bookworm line (3.12-slim-bookworm is a
+    # floating alias of 3.12.8-slim-bookworm, 3.13.0rc2 a prerelease), include those of 3.1x,
+    # exclude 3.11, latest the two highest left
     assert select(PYTHON, **selector) == ["3.13.1-slim-bookworm", "3.12.8-slim-bookworm"]
-    # latest counts versions, not tags: both variants of the highest version are kept
-    assert select(PYTHON, semver="~=3.12.0", latest=1) == ["3.12.8", "3.12.8-slim-bookworm"]
+    # latest counts versions of the chosen variant: without one, only 3.12.8 has a plain tag
+    assert select(PYTHON, semver="~=3.12.0", latest=1) == ["3.12.8"]
+    assert select(PYTHON, semver="~=3.12.0", latest=1, variant="any") == ["3.12.8", "3.12.8-slim-bookworm"]
     # latest ranks by version, whatever the order of the upstream list
-    assert select(list(reversed(PYTHON)), include=["slim-bookworm$"], latest=3) == [
+    assert select(list(reversed(PYTHON)), variant="slim-bookworm", latest=3) == [
         "3.14.0-slim-bookworm",
         "3.13.1-slim-bookworm",
         "3.12.8-slim-bookworm",

@@ -17,7 +17,7 @@ from typing import Any
 
 from ecr_mirror.manifest import Manifest, TagSelector
 from ecr_mirror.states import Action
-from ecr_mirror.versions import in_range, parse_range, tag_version
+from ecr_mirror.versions import ANY_VARIANT, aliases, in_range, parse_range, tag_version, variant_matches
 
 #: the `tag` column of the audit row reporting a selector that could not be resolved
 SELECTOR_ROW_TAG = "(selector)"
@@ -27,24 +27,51 @@ def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str
     """The upstream tags a selector's filter keeps, highest version first, then other tags by name.
 
     Exact tags are not added here (see select_tags). Order: semver, include, exclude, latest N.
+    `semver` and `latest` consider only the releases of the selector's variant (versions.py:
+    no variant unless `variant` says which, no floating alias such as ``7.4`` beside ``7.4.1``).
     """
     versions = {tag: tag_version(tag) for tag in set(upstream_tags)}
+    floating = aliases(v for v in versions.values() if v is not None)
+    releases = {
+        tag: v
+        for tag, v in versions.items()
+        if v is not None and v not in floating and variant_matches(selector.variant, v.variant)
+    }
     kept = sorted(versions)
     if selector.semver is not None:
         spec = parse_range(selector.semver)
-        kept = [t for t in kept if (v := versions[t]) is not None and in_range(spec, v, selector.prerelease)]
+        kept = [t for t in kept if (v := releases.get(t)) is not None and in_range(spec, v, selector.prerelease)]
     if selector.include:
         kept = [t for t in kept if any(re.search(pattern, t) for pattern in selector.include)]
     if selector.exclude:
         kept = [t for t in kept if not any(re.search(pattern, t) for pattern in selector.exclude)]
     if selector.latest is not None:
-        ranked = {t: v for t in kept if (v := versions[t]) and (selector.prerelease or not v.is_prerelease)}
+        ranked = {t: v for t in kept if (v := releases.get(t)) and (selector.prerelease or not v.is_prerelease)}
         top = sorted({v.version for v in ranked.values()}, reverse=True)[: selector.latest]
         kept = [t for t, v in ranked.items() if v.version in top]
-    # `kept` is sorted by name, and a stable sort keeps that order among equal versions
+    # `kept` is sorted by name, and a stable sort keeps that order among equal versions, so a
+    # version's tag without a variant comes before its variants (1.27.2, 1.27.2-alpine)
     known = {t: v for t in kept if (v := versions[t])}
     with_version = sorted(known, key=lambda t: known[t].version, reverse=True)
     return with_version + [t for t in kept if versions[t] is None]
+
+
+def variant_hint(selector: TagSelector, upstream_tags: Sequence[str]) -> str:
+    """Why a selector that matched nothing might have: the tags it would keep with any variant.
+
+    "" when the variant is not the reason.
+    """
+    if selector.variant == ANY_VARIANT or not (selector.semver is not None or selector.latest is not None):
+        return ""
+    others = filter_tags(selector.model_copy(update={"variant": ANY_VARIANT}), upstream_tags)
+    if not others:
+        return ""
+    variants = sorted({v.variant or "" for t in others if (v := tag_version(t)) is not None})
+    shown = ", ".join(repr(v) if v else "none" for v in variants[:5]) + (", ..." if len(variants) > 5 else "")
+    return (
+        f"; {len(others)} tags would match with another variant (e.g. {others[0]}; variants {shown}): "
+        f"name one with variant: <name>, or write variant: {ANY_VARIANT}"
+    )
 
 
 @dataclass(frozen=True)
@@ -182,5 +209,6 @@ def _image_tags(
     matched = filter_tags(selector, listing)
     if not matched:
         error = f"{ref.name}: selector {selector.describe()} matched none of the {len(listing)} upstream tags"
+        error += variant_hint(selector, listing)
         return refs, Unresolved(index, ref.name, repository, Action.NO_MATCH, error)
     return refs + [tag_ref(manifest, index, tag) for tag in matched], None
