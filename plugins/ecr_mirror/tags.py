@@ -40,13 +40,17 @@ def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str
     kept = sorted(versions)
     if selector.semver is not None:
         spec = parse_range(selector.semver)
-        kept = [t for t in kept if (v := releases.get(t)) is not None and in_range(spec, v, selector.prerelease)]
+        kept = [
+            t for t in kept if (v := releases.get(t)) is not None and in_range(spec, v, selector.prerelease)
+        ]
     if selector.include:
         kept = [t for t in kept if any(re.search(pattern, t) for pattern in selector.include)]
     if selector.exclude:
         kept = [t for t in kept if not any(re.search(pattern, t) for pattern in selector.exclude)]
     if selector.latest is not None:
-        ranked = {t: v for t in kept if (v := releases.get(t)) and (selector.prerelease or not v.is_prerelease)}
+        ranked = {
+            t: v for t in kept if (v := releases.get(t)) and (selector.prerelease or not v.is_prerelease)
+        }
         top = sorted({v.version for v in ranked.values()}, reverse=True)[: selector.latest]
         kept = [t for t, v in ranked.items() if v.version in top]
     # `kept` is sorted by name, and a stable sort keeps that order among equal versions, so a
@@ -166,14 +170,17 @@ def select_tags(
     listings: Mapping[str, Sequence[str] | Exception] | None = None,
     only: Collection[int] | None = None,
 ) -> Selection:
-    """Every tag the manifest selects, in manifest order; a tag selected twice appears once.
+    """Every tag the manifest selects, in manifest order.
 
     `listings` maps an image name (ImageRef.name) to its upstream tag list, or to the error that
     listing raised; it is needed for every image whose selector has a filter. `only` narrows the
-    selection to some image indexes.
+    selection to some image indexes. A tag that two entries of one image select (filters can
+    overlap; tags written twice are refused when the manifest loads) is mirrored by neither: it
+    is reported as an overlap naming both entries, as which entry's settings apply is unknown.
     """
     listings = listings or {}
     selected: dict[tuple[str, str, str], TagRef] = {}
+    owners: dict[tuple[str, str, str], list[int]] = {}
     unresolved: list[Unresolved] = []
     for index in range(len(manifest.images)):
         if only is not None and index not in only:
@@ -182,8 +189,23 @@ def select_tags(
         if problem is not None:
             unresolved.append(problem)
         for tag in refs:
-            selected.setdefault((tag.registry, tag.repository, tag.reference), tag)
+            key = (tag.registry, tag.repository, tag.reference)
+            selected.setdefault(key, tag)
+            if index not in owners.setdefault(key, []):
+                owners[key].append(index)
+    for key, indexes in owners.items():
+        if len(indexes) > 1:
+            unresolved.append(_overlap(manifest, selected.pop(key), indexes))
     return Selection(list(selected.values()), unresolved)
+
+
+def _overlap(manifest: Manifest, tag: TagRef, indexes: Sequence[int]) -> Unresolved:
+    entries = " and ".join(manifest.entry(i) for i in indexes)
+    error = (
+        f"{tag.image}:{tag.reference} is selected by {entries}: not mirrored, as a tag comes from one "
+        "entry (its settings); narrow one selector (e.g. exclude the tag) or merge the entries"
+    )
+    return Unresolved(indexes[-1], tag.image, tag.cache_repository, Action.OVERLAP, error, tag.reference)
 
 
 def _image_tags(

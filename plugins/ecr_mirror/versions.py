@@ -84,9 +84,7 @@ def aliases(versions: Iterable[TagVersion]) -> set[TagVersion]:
     ``7.4`` reads as 7.4.0 but points at 7.4.1. Ranges and ``latest`` leave aliases out.
     """
     listed = list(versions)
-    longer = {
-        (v.variant, v.numbers[:size]) for v in listed for size in range(1, len(v.numbers))
-    }
+    longer = {(v.variant, v.numbers[:size]) for v in listed for size in range(1, len(v.numbers))}
     return {v for v in listed if (v.variant, v.numbers) in longer and not _numbered(v.version.prerelease)}
 
 
