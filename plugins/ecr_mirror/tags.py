@@ -10,9 +10,11 @@ Versions and ranges are read by versions.py.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ecr_mirror.manifest import Manifest, TagSelector
@@ -21,6 +23,45 @@ from ecr_mirror.versions import ANY_VARIANT, aliases, in_range, parse_range, tag
 
 #: the `tag` column of the audit row reporting a selector that could not be resolved
 SELECTOR_ROW_TAG = "(selector)"
+
+
+class SelectionError(ValueError):
+    """What a run asks for does not exist in its manifest (an image glob that matches nothing):
+    the run fails with this message instead of mirroring less than was asked."""
+
+
+def wanted_images(manifest: Manifest, globs: Sequence[str]) -> list[int]:
+    """The indexes of the images a run's globs select (every image without globs).
+
+    A glob matches an image's name as written in the manifest or in full (``nginx``,
+    ``docker.io/library/nginx``, ``quay.io/prometheus/*``). Raises SelectionError naming each glob
+    that matches nothing, with the closest image name: a typo (``ngnix``) must not be a green run
+    that mirrored nothing.
+    """
+    names = [(spec.image, spec.ref.name) for spec in manifest.images]
+    if not globs:
+        return list(range(len(names)))
+    unmatched = [g for g in globs if not any(fnmatchcase(w, g) or fnmatchcase(n, g) for w, n in names)]
+    if unmatched:
+        raise SelectionError("; ".join(_unmatched_glob(manifest, glob) for glob in unmatched))
+    return [i for i, (w, n) in enumerate(names) if any(fnmatchcase(w, g) or fnmatchcase(n, g) for g in globs)]
+
+
+def _unmatched_glob(manifest: Manifest, glob: str) -> str:
+    """The error for a glob that matches no image, with the closest image name (difflib) on the
+    names as written, in full and by their last component (``pyhton`` finds
+    ``docker.io/library/python``)."""
+    written = list(dict.fromkeys(spec.image for spec in manifest.images))
+    names: dict[str, str] = {}
+    for spec in manifest.images:
+        for name in (spec.ref.repository.rsplit("/", 1)[-1], spec.ref.name, spec.image):
+            names[name] = spec.image
+    close = difflib.get_close_matches(glob, list(names), n=1, cutoff=0.6)
+    message = f"image glob {glob!r} matches no image of manifest {manifest.name!r}"
+    if close:
+        return message + f" (did you mean {names[close[0]]!r}?)"
+    more = ", ..." if len(written) > 5 else ""
+    return message + f" (its images: {', '.join(written[:5])}{more})"
 
 
 def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str]:
