@@ -358,3 +358,25 @@ def test_a_terminal_shows_progress_and_a_pipe_or_json_never_does(sandbox, sandbo
 
     piped = run_cli("plan", str(path))  # stderr a pipe, not a terminal
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+def test_an_unreachable_ecr_is_a_one_line_configuration_error(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(VALID)
+    connection = {
+        "conn_type": "aws",
+        "extra": {"endpoint_url": "http://127.0.0.1:9", "region_name": "eu-west-1"},
+    }
+    env = {
+        "AIRFLOW_CONN_AWS_DEFAULT": json.dumps(connection),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_MAX_ATTEMPTS": "1",
+        "ECR_MIRROR_AUDIT_URL": f"sqlite:///{tmp_path / 'audit.db'}",
+    }
+    done = run_cli("plan", str(path), "--json", env=env)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.splitlines() == [
+        'ecr-mirror: EndpointConnectionError: Could not connect to the endpoint URL: "http://127.0.0.1:9/"',
+        "check the manifest's aws_conn_id connection: credentials, region, endpoint, IAM",
+    ]

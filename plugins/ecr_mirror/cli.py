@@ -8,7 +8,8 @@ runs, a run's tags, a tag's history, retention, migrations; cli_audit).
 
 stdout carries the result only (a table, or JSON with ``--json``); logs go to stderr, warnings
 only unless ``-v`` (``-vv`` for debug). Exit codes: 0 ok, 1 a tag failed (or would fail), 2 bad
-input or configuration (a manifest that does not load, an unknown image, a rule ECR refuses).
+input or configuration (a manifest that does not load, an unknown image, a rule ECR refuses, AWS
+refusing the connection), 3 an unexpected error.
 
 Imports are lazy: ``validate`` and ``schema`` load the manifest model only, and Airflow (through
 the Amazon provider) is imported when a command opens its ECR connection.
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
     from ecr_mirror.mirror import RunOptions
     from ecr_mirror.rules import RuleCheck
 
-#: exit codes, the same for every subcommand
-EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+#: exit codes, the same for every subcommand (3: ecr-mirror itself failed, see main)
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASHED = 0, 1, 2, 3
 
 _ERROR_WIDTH = 60
 _log = logging.getLogger("ecr_mirror.cli")
@@ -449,10 +450,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.verbose)
     try:
         code: int = args.func(args)
+    except Exception as exc:  # one line for the user, the traceback with -vv
+        code = _crashed(exc)
     finally:
         root.handlers, root.level = handlers, level
         logging.getLogger("ecr_mirror").setLevel(own)
     return code
+
+
+def _crashed(exc: Exception) -> int:
+    """An error no subcommand handles: AWS refusing or unreachable is configuration (exit 2: the
+    connection, its credentials, region, endpoint or IAM policy); anything else exits 3."""
+    _log.debug("traceback", exc_info=exc)
+    aws = type(exc).__module__.startswith("botocore")
+    print(f"ecr-mirror: {type(exc).__name__}: {exc}", file=sys.stderr)
+    if aws:
+        print(
+            "check the manifest's aws_conn_id connection: credentials, region, endpoint, IAM", file=sys.stderr
+        )
+        return EXIT_BAD_INPUT
+    print("ecr-mirror failed unexpectedly: run again with -vv for the traceback", file=sys.stderr)
+    return EXIT_CRASHED
 
 
 if __name__ == "__main__":

@@ -165,6 +165,7 @@ class Mirror:
     def _add_extra_tags(self, selection: Selection, wanted: Sequence[int], extra_tags: Sequence[str]) -> None:
         """The run's extra tags for each wanted image that is not pinned by digest, once each."""
         known = {(tag.cache_repository, tag.reference) for tag in selection.tags}
+        known |= {(item.cache_repository, item.tag) for item in selection.unresolved}  # e.g. an overlap
         for index in wanted:
             if self.manifest.images[index].ref.digest:
                 continue
