@@ -748,3 +748,35 @@ def test_a_secret_arn_as_the_console_shows_it_is_accepted_and_used_by_its_name(t
     assert manifest.rules[0].credential_secret == "ecr-pullthroughcache/docker-hub"
     # the same secret, by name or by ARN, is one rule state for manifests sharing the rule
     assert manifest.rules[0].model_dump() == load_manifest(write(tmp_path, BASE)).rules[0].model_dump()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('    tags: ["1.27"]', "    tags: 1.27"),
+        ('    tags: ["1.27"]', "    tags: {exact: 1.27}"),
+        ('    tags: ["1.27"]', "    tags: {semver: [1]}"),
+        ('    tags: ["1.27"]', "    tags: [[1.27]]"),
+        ('  - image: nginx\n    tags: ["1.27"]', "  - nginx:1.27"),
+        ("  region: eu-west-1", "  region: {name: eu-west-1}"),
+        ("target:\n  region: eu-west-1", "target: [eu-west-1]"),
+        ("  - prefix: docker-hub", "  - prefix: [docker-hub]"),
+        ("    credential_secret: ecr-pullthroughcache/docker-hub", "    credential_secret: {name: x}"),
+        ("name: demo", "name: demo\ndefaults: 3"),
+        ("name: demo", "name: demo\nsla: 45m"),
+        ("name: demo", "name: demo\ndefaults: {platforms: linux/amd64}"),
+        ("    upstream: docker-hub", "    upstream: docker-hub\n    template: IMMUTABLE"),
+        ("images:", "images: nginx\nold_images:"),
+    ],
+)
+def test_type_errors_speak_manifest_not_python(tmp_path, old, new):
+    # issue #11: "Input should be a valid dictionary or instance of TagSelector (got 1.27)"
+    text = BASE.replace(old, new, 1)
+    assert text != BASE
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, text))
+    message = str(info.value)
+    assert not re.search(
+        r"Input should|instance of|TagSelector|ImageSpec|Rule\b|Target\b|Defaults|Sla\b", message
+    )
+    assert re.search(r"must be|unknown key", message), message
