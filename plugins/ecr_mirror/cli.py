@@ -444,9 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = with_default_subcommand(argv)
     args = _parser(audit).parse_args(argv)
     args.verbose = getattr(args, "verbose", 0)
-    # restored afterwards, for callers that run main() in their own process (tests, scripts)
+    # restored afterwards, for callers that run main() in their own process (tests, scripts): the
+    # logging configuration, and structlog's, which _load_airflow points at this call's stderr
     root = logging.getLogger()
     handlers, level, own = list(root.handlers), root.level, logging.getLogger("ecr_mirror").level
+    structlog = sys.modules.get("structlog")
+    structlog_config = structlog.get_config() if structlog is not None else None
     _configure_logging(args.verbose)
     try:
         code: int = args.func(args)
@@ -455,6 +458,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         root.handlers, root.level = handlers, level
         logging.getLogger("ecr_mirror").setLevel(own)
+        if structlog is not None and structlog_config is not None:
+            structlog.configure(**structlog_config)
     return code
 
 
