@@ -296,7 +296,7 @@ def test_sync_writes_to_a_store_from_before_6bb2aea(
         get_settings.cache_clear()
 
         assert main(["sync", str(sandbox_env / "m.yaml"), "--json"]) == 0
-        [row] = json.loads(capsys.readouterr().out)
+        [row] = json.loads(capsys.readouterr().out)["tags"]
         assert (row["tag"], row["status"]) == ("1.0", "pulled")
         key = ["dag_id", "run_id", "tag", "status"]
         old = [{k: r[k] for k in key} for r in written["ecr_mirror_audit"]]

@@ -154,7 +154,7 @@ def test_a_finished_sync_applies_the_retention_setting(sandbox, sandbox_env, mon
     get_settings.cache_clear()
 
     assert main(["sync", str(sandbox_env / "keep.yaml"), "--json"]) == 0
-    [new] = json.loads(capsys.readouterr().out)
+    new = json.loads(capsys.readouterr().out)  # the run, its rows under "tags"
     tags, runs, _ = kept(store)
     assert {(d, r) for d, r, _ in tags} == {(dag, new["run_id"]), ("ecr_mirror__other", "old")}
     assert (dag, "old") not in runs

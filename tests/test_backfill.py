@@ -57,7 +57,9 @@ def test_references_route_through_the_union_of_the_manifests_rules(tmp_path):
     base = load_backfill(folder, [rules_manifest(tmp_path)])
     assert base.dag_id == "ecr_mirror__backfill" and base.images == []
     assert read_references(folder) == ["acme/bf:1.0", "acme/bf:2.0", "ghcr.io/org/app:1"]
-    manifest, unrouted = run_manifest(base, [*read_references(folder), "nginx", "acme/bf:1.0", "Bad:ref"])
+    manifest, unrouted = run_manifest(
+        base, [*read_references(folder), "nginx", "acme/bf:1.0", "docker.io/acme/bf:2.0", "Bad:ref"]
+    )
     assert [(spec.image, spec.tags.exact) for spec in manifest.images] == [("acme/bf", ["1.0", "2.0"])]
     problems = {u.reference: u.error for u in unrouted}
     assert "no rule caches image 'ghcr.io/org/app'" in problems["ghcr.io/org/app:1"]
@@ -86,7 +88,9 @@ def test_the_backfill_config_is_read_by_the_manifest_loader_with_lines(tmp_path)
         load_backfill(folder, [rules_manifest(tmp_path)])
     assert str(error.value) == f"{path}:4: name: key repeated (first on line 1)"
     path.write_text("name: backfill\ntarget: {region: eu-west-1}\ndefaults:\n  retries: -1\n")
-    with pytest.raises(ManifestError, match=r"backfill\.yaml:4: defaults\.retries: Input should be greater"):
+    with pytest.raises(
+        ManifestError, match=r"backfill\.yaml:4: defaults\.retries: must be at least 0 \(got -1\)"
+    ):
         load_backfill(folder, [rules_manifest(tmp_path)])
 
 

@@ -251,3 +251,22 @@ def test_a_dry_run_trigger_changes_nothing_in_ecr(airflow_db, sandbox, sandbox_e
     }
     assert "e2e-dry" not in prefixes
     assert sandbox.emulator("stats")["manifest_gets"] == gets
+
+
+def test_a_trigger_whose_image_glob_matches_nothing_fails_the_run_without_retrying(
+    airflow_db, sandbox, sandbox_env, capfd
+):
+    # issue #8/#11: `images: [ngnix]` (a typo) was a green run that mirrored nothing
+    images = '  - image: nginx\n    tags: ["1.27"]\n  - image: acme/glob\n    tags: ["1"]\n'
+    path = write_manifest(sandbox_env, "glob", images)
+    path.write_text(path.read_text().replace("retries: 0", "retries: 2"))
+
+    dag_run = build_dag(load_manifest(path), path).test(run_conf={"images": ["ngnix"]})
+
+    assert dag_run.state == "failed"
+    states = {ti.task_id: ti.state for ti in dag_run.get_task_instances()}
+    assert states["resolve_tags"] == "failed"  # AirflowFailException: not up_for_retry
+    task_logs = "".join(capfd.readouterr())
+    assert "image glob 'ngnix' matches no image of manifest 'e2e-glob' (did you mean 'nginx'?)" in task_logs
+    [summary] = audit_store(sandbox_env).summaries(dag_id="ecr_mirror__e2e_glob")
+    assert summary.status == "failed"

@@ -179,10 +179,15 @@ BAD_CASES = [
         "defaults: {retries: many}",
         "defaults.retries",
         11,
-        "valid integer, unable to parse string as an integer (got 'many')",
+        "defaults.retries: must be a whole number (got 'many')",
     ),
     case(
-        "wrong-type-str", "  region: eu-west-1", "  region: [eu-west-1]", "target.region", 3, "valid string"
+        "wrong-type-str",
+        "  region: eu-west-1",
+        "  region: [eu-west-1]",
+        "target.region",
+        3,
+        "must be a string",
     ),
     case(
         "out-of-range",
@@ -190,7 +195,7 @@ BAD_CASES = [
         "defaults: {concurrency: 0}",
         "defaults.concurrency",
         11,
-        "greater than or equal to 1",
+        "must be at least 1 (got 0)",
     ),
     case("missing-key", "target:\n  region: eu-west-1", "", "target", 1, "required key is missing"),
     case(
@@ -215,7 +220,7 @@ BAD_CASES = [
         '  - image: docker.io/library/nginx\n    tags: ["1.27"]',
         "images[1].image",
         11,
-        "duplicate of images[0] ('nginx'): both are docker.io/library/nginx with the same tags",
+        "duplicate of images[0] (line 9) ('nginx'): both are docker.io/library/nginx with the same tags",
     ),
     case(
         "bad-prefix",
@@ -311,7 +316,7 @@ BAD_CASES = [
         "    upstream: gcr",
         "rules[0].upstream",
         6,
-        "Input should be 'docker-hub', 'ecr-public', 'k8s', 'quay'",
+        "must be one of 'docker-hub', 'ecr-public', 'k8s', 'quay'",
     ),
     case(
         "hosted-url-mismatch",
@@ -505,7 +510,7 @@ BAD_CASES = [
         "    tags: {semver: '^1', latest: 0}",
         "images[0].tags.latest",
         10,
-        "greater than or equal to 1",
+        "must be at least 1",
     ),
     case(
         "selector-empty",
@@ -521,9 +526,62 @@ BAD_CASES = [
         "    tags: {semver: '^1'}\n  - image: docker.io/nginx\n    tags: {semver: '^1'}",
         "images[1].image",
         11,
-        "duplicate of images[0] ('nginx'): both are docker.io/library/nginx with the same tags",
+        "duplicate of images[0] (line 9) ('nginx'): both are docker.io/library/nginx with the same tags",
     ),
     case("bad-name", "name: demo", "name: Demo Images", "name", 1, "must be 1-63 lowercase letters"),
+    # issue #11: a type error says what to write, never a class name, with a hint to quote
+    case(
+        "tags-a-number",
+        '    tags: ["1.27"]',
+        "    tags: 1.27",
+        "images[0].tags",
+        10,
+        "must be a list of tags, e.g. tags: ['1.27'] (quote version-like tags: YAML reads 1.20 as the number "
+        "1.2), or a selector mapping, e.g. tags: {semver: '^1.27', latest: 2}",
+    ),
+    case("tags-a-word", '    tags: ["1.27"]', "    tags: latest", "images[0].tags", 10, "tags: ['latest']"),
+    case(
+        "section-a-scalar",
+        "target:\n  region: eu-west-1",
+        "target: eu-west-1",
+        "target",
+        2,
+        "must be a mapping with keys such as region, registry_id, aws_conn_id (got 'eu-west-1')",
+    ),
+    case(
+        "variant-without-range",
+        '    tags: ["1.27"]',
+        "    tags: {include: ['^1'], variant: alpine}",
+        "images[0].tags.variant",
+        10,
+        "applies to semver and latest only: add one of them or remove variant",
+    ),
+    case(
+        "variant-bad-regex",
+        '    tags: ["1.27"]',
+        "    tags: {latest: 1, variant: 'alpine('}",
+        "images[0].tags.variant",
+        10,
+        "'alpine(' is not a valid regular expression",
+    ),
+    case(
+        "secret-arn-other-region",
+        "    credential_secret: ecr-pullthroughcache/docker-hub",
+        "    credential_secret: "
+        "arn:aws:secretsmanager:us-east-1:111122223333:secret:ecr-pullthroughcache/hub-AbC123",
+        "rules[0].credential_secret",
+        7,
+        "the ARN of secret 'ecr-pullthroughcache/hub' is in us-east-1/111122223333: ECR reads it in the "
+        "target's region eu-west-1",
+    ),
+    case(
+        "secret-arn-not-ptc",
+        "    credential_secret: ecr-pullthroughcache/docker-hub",
+        "    credential_secret: arn:aws:secretsmanager:eu-west-1:111122223333:secret:docker-hub-AbC123",
+        "rules[0].credential_secret",
+        7,
+        "is not a usable secret: write its name",
+    ),
     case("repeated-yaml-key", "", "name: other", "name", 11, "key repeated (first on line 1)"),
 ]
 
@@ -681,3 +739,44 @@ def test_selectors_load_with_their_filters(tmp_path):
     assert selector.describe() == (
         "semver '>=1.26,<2', include ['-alpine$'], exclude ['perl'], latest 2, prerelease true"
     )
+
+
+def test_a_secret_arn_as_the_console_shows_it_is_accepted_and_used_by_its_name(tmp_path):
+    arn = "arn:aws:secretsmanager:eu-west-1:111122223333:secret:ecr-pullthroughcache/docker-hub-AbC123"
+    path = write(tmp_path, BASE.replace("ecr-pullthroughcache/docker-hub", arn))
+    manifest = load_manifest(path)
+    assert manifest.rules[0].credential_secret == "ecr-pullthroughcache/docker-hub"
+    # the same secret, by name or by ARN, is one rule state for manifests sharing the rule
+    assert manifest.rules[0].model_dump() == load_manifest(write(tmp_path, BASE)).rules[0].model_dump()
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('    tags: ["1.27"]', "    tags: 1.27"),
+        ('    tags: ["1.27"]', "    tags: {exact: 1.27}"),
+        ('    tags: ["1.27"]', "    tags: {semver: [1]}"),
+        ('    tags: ["1.27"]', "    tags: [[1.27]]"),
+        ('  - image: nginx\n    tags: ["1.27"]', "  - nginx:1.27"),
+        ("  region: eu-west-1", "  region: {name: eu-west-1}"),
+        ("target:\n  region: eu-west-1", "target: [eu-west-1]"),
+        ("  - prefix: docker-hub", "  - prefix: [docker-hub]"),
+        ("    credential_secret: ecr-pullthroughcache/docker-hub", "    credential_secret: {name: x}"),
+        ("name: demo", "name: demo\ndefaults: 3"),
+        ("name: demo", "name: demo\nsla: 45m"),
+        ("name: demo", "name: demo\ndefaults: {platforms: linux/amd64}"),
+        ("    upstream: docker-hub", "    upstream: docker-hub\n    template: IMMUTABLE"),
+        ("images:", "images: nginx\nold_images:"),
+    ],
+)
+def test_type_errors_speak_manifest_not_python(tmp_path, old, new):
+    # issue #11: "Input should be a valid dictionary or instance of TagSelector (got 1.27)"
+    text = BASE.replace(old, new, 1)
+    assert text != BASE
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, text))
+    message = str(info.value)
+    assert not re.search(
+        r"Input should|instance of|TagSelector|ImageSpec|Rule\b|Target\b|Defaults|Sla\b", message
+    )
+    assert re.search(r"must be|unknown key", message), message

@@ -108,3 +108,9 @@ def test_the_probe_command_prints_a_table_and_writes_json(
 def test_the_probe_refuses_an_image_that_needs_credentials(sandbox_env, capsys):
     code = main(["probe", "--region", REGION, "--image", "docker.io/library/busybox:1"])
     assert code == 1 and "needs no credentials" in capsys.readouterr().err
+
+
+def test_the_cli_default_image_is_the_probes():
+    from ecr_mirror import probe, probe_cli
+
+    assert probe_cli.DEFAULT_IMAGE == probe.DEFAULT_IMAGE

@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from ecr_mirror.manifest import load_manifest
-from ecr_mirror.mirror import RunOptions, open_mirror
+from ecr_mirror.mirror import RunInfo, RunOptions, open_mirror
+from ecr_mirror.sources import ManifestSource
+from ecr_mirror.tags import SelectionError
+from ecr_mirror.tasks import RunFailed, resolve_tags
 
 # exact tags only: resolving them reads nothing from upstream or ECR
 MANIFEST = """
@@ -72,3 +75,39 @@ def test_options_round_trip_and_refuse_a_bad_tag():
     assert RunOptions.from_dict({"images": None, "force": True}) == RunOptions(force=True)
     with pytest.raises(ValueError, match="extra tag 'bad tag'"):
         RunOptions(extra_tags=("bad tag",))
+
+
+@pytest.mark.parametrize(
+    ("globs", "message"),
+    [
+        (("ngnix",), "image glob 'ngnix' matches no image of manifest 'options' (did you mean 'nginx'?)"),
+        (
+            ("nginx", "pyhton"),
+            "image glob 'pyhton' matches no image of manifest 'options' "
+            "(did you mean 'docker.io/library/python'?)",
+        ),
+        (
+            ("quay.io/*", "bitnami/redis"),
+            "image glob 'quay.io/*' matches no image of manifest 'options' "
+            "(its images: nginx, docker.io/library/python, bitnami/redis)",
+        ),
+    ],
+)
+def test_an_image_glob_that_matches_nothing_is_an_error_naming_the_closest_image(resolve, globs, message):
+    # issue #11 / #8: a typo was a green run that mirrored nothing
+    with pytest.raises(SelectionError) as caught:
+        resolve(RunOptions(images=globs))
+    assert str(caught.value) == message
+
+
+def test_a_dag_run_whose_image_glob_matches_nothing_fails_with_that_message(resolve, tmp_path, monkeypatch):
+    from ecr_mirror.settings import get_settings
+
+    monkeypatch.setenv("ECR_MIRROR_AUDIT_URL", f"sqlite:///{tmp_path / 'audit.db'}")
+    get_settings.cache_clear()
+    manifest = load_manifest(tmp_path / "options.yaml")
+    source = ManifestSource(manifest, tmp_path)
+    run = RunInfo("manual__1", manifest.dag_id, manifest.name)
+    with pytest.raises(RunFailed, match=r"image glob 'ngnix' matches no image .* \(did you mean 'nginx'\?\)"):
+        resolve_tags(source, run, RunOptions(images=("ngnix",)), {})
+    get_settings.cache_clear()

@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from ecr_mirror.manifest import Manifest, TagSelector
+from ecr_mirror.manifest import Manifest, ManifestError, TagSelector, load_manifest
 from ecr_mirror.tags import TagRef, Unresolved, filter_tags, select_tags
 from ecr_mirror.versions import parse_range, tag_version
 
@@ -72,16 +72,53 @@ def test_exact_tags_and_pins_in_manifest_order():
     assert selected[3].repository == "bitnami/redis"
 
 
-def test_a_tag_selected_by_two_spellings_of_one_image_appears_once():
-    selected = select_tags(
-        manifest(
-            {"image": "nginx", "tags": ["1.27"]},
-            {"image": "docker.io/library/nginx", "tags": ["1.26", "1.27"]},
-            {"image": f"ghcr.io/org/app@{DIGEST}"},
+def test_a_tag_written_in_two_entries_of_one_image_is_refused_naming_both_lines(tmp_path):
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: demo\ntarget: {region: eu-west-1}\n"
+        "rules: [{prefix: hub, upstream: docker-hub, credential_secret: ecr-pullthroughcache/dh}]\n"
+        "images:\n"
+        "  - image: nginx\n    tags: ['1.27', '1.26.2']\n"
+        "  - image: redis\n    tags: ['7.4']\n"
+        "  - image: docker.io/library/nginx\n    tags: ['1.25', '1.27']\n"
+        f"  - image: docker.io/library/redis:7.4@{DIGEST}\n"
+    )
+    with pytest.raises(ManifestError) as caught:
+        load_manifest(path)
+    assert str(caught.value).splitlines() == [
+        f"{path}:10: images[2].tags[1]: tag '1.27' of docker.io/library/nginx is also selected by "
+        "images[0] (line 5): remove it from one entry (a tag comes from one entry, "
+        "so its settings are known)",
+        f"{path}:11: images[3].image: tag '7.4' of docker.io/library/redis is also selected by "
+        "images[1] (line 7): remove it from one entry (a tag comes from one entry, "
+        "so its settings are known)",
+    ]
+
+
+def test_a_tag_two_filters_of_one_image_select_is_mirrored_by_neither_and_fails():
+    m = manifest(
+        {"image": "nginx", "tags": {"semver": "~1.27"}},
+        {
+            "image": "docker.io/library/nginx",
+            "tags": {"exact": ["1.26.2"], "latest": 1},
+            "platforms": ["linux/amd64"],
+        },
+        {"image": f"ghcr.io/org/app@{DIGEST}"},
+    )
+    selection = select_tags(m, {"docker.io/library/nginx": ["1.27.2", "1.27.1", "1.26.2"]})
+    assert [tag.reference for tag in selection.tags] == ["1.27.1", "1.26.2", DIGEST]
+    assert selection.unresolved == [
+        Unresolved(
+            1,
+            "docker.io/library/nginx",
+            "docker-hub/library/nginx",
+            "overlap",
+            "docker.io/library/nginx:1.27.2 is selected by images[0] and images[1]: not mirrored, as a tag "
+            "comes from one entry (its settings); narrow one selector (e.g. exclude the tag) or merge "
+            "the entries",
+            "1.27.2",
         )
-    ).tags
-    assert [tag.reference for tag in selected] == ["1.27", "1.26", DIGEST]
-    assert selected[2].tag is None
+    ]
 
 
 def test_tag_ref_round_trips_through_json():
@@ -170,18 +207,21 @@ def test_selectors_over_an_upstream_tag_list(selector, expected):
 def test_evaluation_order_semver_include_exclude_then_latest():
     selector = {
         "semver": ">=3.11,<3.14",
-        "include": ["-slim-bookworm$"],
-        "exclude": ["^3\\.\\d+-"],
+        "variant": "slim-bookworm",
+        "include": ["^3\\.1"],
+        "exclude": ["^3\\.11\\."],
         "latest": 2,
         "prerelease": False,
     }
-    # semver keeps 3.11 to 3.13 releases (a variant suffix is no prerelease; 3.13.0rc2 is), include
-    # the slim-bookworm variants, exclude the floating 3.12-..., latest the two highest left
+    # semver keeps the 3.11 to 3.13 releases of the slim-bookworm line (3.12-slim-bookworm is a
+    # floating alias of 3.12.8-slim-bookworm, 3.13.0rc2 a prerelease), include those of 3.1x,
+    # exclude 3.11, latest the two highest left
     assert select(PYTHON, **selector) == ["3.13.1-slim-bookworm", "3.12.8-slim-bookworm"]
-    # latest counts versions, not tags: both variants of the highest version are kept
-    assert select(PYTHON, semver="~=3.12.0", latest=1) == ["3.12.8", "3.12.8-slim-bookworm"]
+    # latest counts versions of the chosen variant: without one, only 3.12.8 has a plain tag
+    assert select(PYTHON, semver="~=3.12.0", latest=1) == ["3.12.8"]
+    assert select(PYTHON, semver="~=3.12.0", latest=1, variant="any") == ["3.12.8", "3.12.8-slim-bookworm"]
     # latest ranks by version, whatever the order of the upstream list
-    assert select(list(reversed(PYTHON)), include=["slim-bookworm$"], latest=3) == [
+    assert select(list(reversed(PYTHON)), variant="slim-bookworm", latest=3) == [
         "3.14.0-slim-bookworm",
         "3.13.1-slim-bookworm",
         "3.12.8-slim-bookworm",

@@ -71,6 +71,7 @@ def read_references(directory: Path) -> list[str]:
 def run_manifest(base: BackfillManifest, references: Iterable[str]) -> tuple[Manifest, list[Unrouted]]:
     """The manifest of one backfill run (its images are the routable references) and the rest."""
     images: dict[str, list[str]] = {}
+    written_as: dict[str, str] = {}
     unrouted: list[Unrouted] = []
     for reference in references:
         try:
@@ -80,11 +81,15 @@ def run_manifest(base: BackfillManifest, references: Iterable[str]) -> tuple[Man
             unrouted.append(Unrouted(reference, str(exc)))
             continue
         if ref.digest:
-            images.setdefault(reference, [])
+            images.setdefault(
+                f"{ref.name}:{ref.tag}@{ref.digest}" if ref.tag else f"{ref.name}@{ref.digest}", []
+            )
         elif ref.tag is None:
             unrouted.append(Unrouted(reference, f"{reference!r} names no tag or digest"))
         else:
-            tags = images.setdefault(reference[: -len(ref.tag) - 1], [])
+            # by full name: nginx:1.27 and docker.io/library/nginx:1.27 are one tag of one image
+            written = written_as.setdefault(ref.name, reference[: -len(ref.tag) - 1])
+            tags = images.setdefault(written, [])
             if ref.tag not in tags:
                 tags.append(ref.tag)
     specs = [{"image": image, "tags": tags or None} for image, tags in images.items()]

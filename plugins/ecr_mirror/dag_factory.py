@@ -114,7 +114,10 @@ def _wire(source: RunSource) -> None:
     @task
     def resolve_tags() -> dict[str, Any]:
         current, this, options = _context(manifest)
-        return tasks.resolve_tags(source, this, options, current["params"])
+        try:
+            return tasks.resolve_tags(source, this, options, current["params"])
+        except tasks.RunFailed as exc:  # e.g. an image glob that matches nothing: retrying cannot help
+            raise AirflowFailException(str(exc)) from None
 
     @task
     def batches_of(resolved: dict[str, Any], lane: str) -> tasks.Batch:

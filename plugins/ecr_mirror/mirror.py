@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
-from fnmatch import fnmatchcase
 from functools import partial
 from typing import Any
 
@@ -24,7 +23,7 @@ from ecr_mirror.pull import Outcome, Puller
 from ecr_mirror.refs import ImageRef, tag_problem
 from ecr_mirror.settings import get_settings
 from ecr_mirror.states import Action, DriftPolicy, RunStatus, Status
-from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref
+from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref, wanted_images
 from ecr_mirror.upstream import Upstreams
 
 #: the error of a tag whose batch never reported (a task that failed all its tries)
@@ -62,9 +61,6 @@ class RunOptions:
         for tag in self.extra_tags:
             if problem := tag_problem(tag):
                 raise ValueError(f"extra tag {tag!r}: {problem}")
-
-    def wants(self, written: str, name: str) -> bool:
-        return not self.images or any(fnmatchcase(written, g) or fnmatchcase(name, g) for g in self.images)
 
 
 @dataclass(frozen=True)
@@ -140,12 +136,13 @@ class Mirror:
         and what could not be resolved (see Unresolved).
 
         An image whose tag list cannot be read, whose selector matches nothing or whose pinned tag
-        moved yields no tag; with `run`, each gets one failed audit row, which fails the run.
+        moved yields no tag; with `run`, each gets one failed audit row, which fails the run. An
+        image glob that matches no image raises tags.SelectionError (the run fails with it).
         Upstream tag lists are read only for images whose selector has a filter, one listing per
         image, `concurrency` at a time; pinned tags are checked with one HEAD each.
         """
         manifest = self.manifest
-        wanted = [i for i, spec in enumerate(manifest.images) if options.wants(spec.image, spec.ref.name)]
+        wanted = wanted_images(manifest, options.images)
         specs = [manifest.images[i] for i in wanted]
         to_list = {spec.ref.name: spec.ref for spec in specs if spec.tags and spec.tags.needs_listing}
         listings = map_values(self._list_tags, to_list, self.concurrency)
@@ -168,6 +165,7 @@ class Mirror:
     def _add_extra_tags(self, selection: Selection, wanted: Sequence[int], extra_tags: Sequence[str]) -> None:
         """The run's extra tags for each wanted image that is not pinned by digest, once each."""
         known = {(tag.cache_repository, tag.reference) for tag in selection.tags}
+        known |= {(item.cache_repository, item.tag) for item in selection.unresolved}  # e.g. an overlap
         for index in wanted:
             if self.manifest.images[index].ref.digest:
                 continue
@@ -213,9 +211,17 @@ class Mirror:
         with self.slot(tag.image_index):
             return self.upstreams.digest(tag)
 
-    def compare(self, tags: Sequence[TagRef], options: RunOptions = RunOptions()) -> list[PlanItem]:
-        """Each tag's action, with the image settings the pull will apply (the run's overrides first)."""
-        plan = make_plan(tags, self._upstream_digest, self.target.cached_images, self.concurrency)
+    def compare(
+        self,
+        tags: Sequence[TagRef],
+        options: RunOptions = RunOptions(),
+        on_compared: Callable[[PlanItem], None] | None = None,
+    ) -> list[PlanItem]:
+        """Each tag's action, with the image settings the pull will apply (the run's overrides
+        first); ``on_compared`` sees each item as soon as it is decided (the CLI's progress)."""
+        plan = make_plan(
+            tags, self._upstream_digest, self.target.cached_images, self.concurrency, on_compared
+        )
         for item in plan:
             settings = self.manifest.image_settings(item.tag.image_index)
             item.platforms = settings.platforms

@@ -69,18 +69,26 @@ def make_plan(
     upstream_digest: Callable[[TagRef], str | None],
     cached_images: Callable[..., CachedImages],  # CachedImagesReader.cached_images
     concurrency: int,
+    on_compared: Callable[[PlanItem], None] | None = None,
 ) -> list[PlanItem]:
     """Compare every tag, in the order given; one failing tag or repository never stops the rest.
 
     Cached digests come from one listing per ECR repository (only its tagged images when no tag of
     the repository is a digest pin: a multi-arch tag's children are untagged images, so this
     lists a third as much for a two-platform index); upstream digests from one HEAD per tag.
+    ``on_compared`` is called with each tag's item as soon as it is decided (a progress display).
     """
     by_repository: dict[str, list[TagRef]] = defaultdict(list)
     for tag in tags:
         by_repository[tag.cache_repository].append(tag)
 
     def compare(tag: TagRef, cached: CachedImages | Exception) -> PlanItem:
+        item = _compare(tag, cached)
+        if on_compared is not None:
+            on_compared(item)
+        return item
+
+    def _compare(tag: TagRef, cached: CachedImages | Exception) -> PlanItem:
         if isinstance(cached, Exception):
             return PlanItem(
                 tag, Action.FAILED, error=f"listing ECR repository {tag.cache_repository}: {cached}"

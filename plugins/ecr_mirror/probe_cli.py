@@ -8,13 +8,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from botocore.exceptions import ClientError
-
-from ecr_mirror.ecr import EcrTarget
-from ecr_mirror.probe import DEFAULT_IMAGE, ProbeOptions, run_probe
+#: the probe's default image (probe.DEFAULT_IMAGE, which the probe's own import would cost every
+#: ecr-mirror command: a test keeps the two equal)
+DEFAULT_IMAGE = "public.ecr.aws/docker/library/busybox:latest"
 
 
 def _command(args: argparse.Namespace) -> int:
+    from botocore.exceptions import ClientError
+
+    from ecr_mirror.ecr import EcrTarget
+    from ecr_mirror.probe import ProbeOptions, run_probe
+
     options = ProbeOptions(
         image=args.image,
         prefix=args.prefix,

@@ -23,10 +23,14 @@ class Action(StrEnum):
     NO_MATCH = "no_match"
     #: a ``tag@digest`` pin whose tag now points at another digest (tags.Unresolved)
     PIN_MISMATCH = "pin_mismatch"
+    #: two entries of one image select the same tag (tags.Unresolved): neither mirrors it
+    OVERLAP = "overlap"
 
 
 #: actions that fail a run: ``ecr-mirror plan`` exits 1 when it shows one
-FAILING_ACTIONS = frozenset({Action.FAILED, Action.UPSTREAM_MISSING, Action.NO_MATCH, Action.PIN_MISMATCH})
+FAILING_ACTIONS = frozenset(
+    {Action.FAILED, Action.UPSTREAM_MISSING, Action.NO_MATCH, Action.PIN_MISMATCH, Action.OVERLAP}
+)
 
 
 class Intent(StrEnum):

@@ -10,41 +10,113 @@ Versions and ranges are read by versions.py.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from fnmatch import fnmatchcase
 from typing import Any
 
 from ecr_mirror.manifest import Manifest, TagSelector
 from ecr_mirror.states import Action
-from ecr_mirror.versions import in_range, parse_range, tag_version
+from ecr_mirror.versions import ANY_VARIANT, aliases, in_range, parse_range, tag_version, variant_matches
 
 #: the `tag` column of the audit row reporting a selector that could not be resolved
 SELECTOR_ROW_TAG = "(selector)"
+
+
+class SelectionError(ValueError):
+    """What a run asks for does not exist in its manifest (an image glob that matches nothing):
+    the run fails with this message instead of mirroring less than was asked."""
+
+
+def wanted_images(manifest: Manifest, globs: Sequence[str]) -> list[int]:
+    """The indexes of the images a run's globs select (every image without globs).
+
+    A glob matches an image's name as written in the manifest or in full (``nginx``,
+    ``docker.io/library/nginx``, ``quay.io/prometheus/*``). Raises SelectionError naming each glob
+    that matches nothing, with the closest image name: a typo (``ngnix``) must not be a green run
+    that mirrored nothing.
+    """
+    names = [(spec.image, spec.ref.name) for spec in manifest.images]
+    if not globs:
+        return list(range(len(names)))
+    unmatched = [g for g in globs if not any(fnmatchcase(w, g) or fnmatchcase(n, g) for w, n in names)]
+    if unmatched:
+        raise SelectionError("; ".join(_unmatched_glob(manifest, glob) for glob in unmatched))
+    return [i for i, (w, n) in enumerate(names) if any(fnmatchcase(w, g) or fnmatchcase(n, g) for g in globs)]
+
+
+def _unmatched_glob(manifest: Manifest, glob: str) -> str:
+    """The error for a glob that matches no image, with the closest image name (difflib) on the
+    names as written, in full and by their last component (``pyhton`` finds
+    ``docker.io/library/python``)."""
+    written = list(dict.fromkeys(spec.image for spec in manifest.images))
+    names: dict[str, str] = {}
+    for spec in manifest.images:
+        for name in (spec.ref.repository.rsplit("/", 1)[-1], spec.ref.name, spec.image):
+            names[name] = spec.image
+    close = difflib.get_close_matches(glob, list(names), n=1, cutoff=0.6)
+    message = f"image glob {glob!r} matches no image of manifest {manifest.name!r}"
+    if close:
+        return message + f" (did you mean {names[close[0]]!r}?)"
+    more = ", ..." if len(written) > 5 else ""
+    return message + f" (its images: {', '.join(written[:5])}{more})"
 
 
 def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str]:
     """The upstream tags a selector's filter keeps, highest version first, then other tags by name.
 
     Exact tags are not added here (see select_tags). Order: semver, include, exclude, latest N.
+    `semver` and `latest` consider only the releases of the selector's variant (versions.py:
+    no variant unless `variant` says which, no floating alias such as ``7.4`` beside ``7.4.1``).
     """
     versions = {tag: tag_version(tag) for tag in set(upstream_tags)}
+    floating = aliases(v for v in versions.values() if v is not None)
+    releases = {
+        tag: v
+        for tag, v in versions.items()
+        if v is not None and v not in floating and variant_matches(selector.variant, v.variant)
+    }
     kept = sorted(versions)
     if selector.semver is not None:
         spec = parse_range(selector.semver)
-        kept = [t for t in kept if (v := versions[t]) is not None and in_range(spec, v, selector.prerelease)]
+        kept = [
+            t for t in kept if (v := releases.get(t)) is not None and in_range(spec, v, selector.prerelease)
+        ]
     if selector.include:
         kept = [t for t in kept if any(re.search(pattern, t) for pattern in selector.include)]
     if selector.exclude:
         kept = [t for t in kept if not any(re.search(pattern, t) for pattern in selector.exclude)]
     if selector.latest is not None:
-        ranked = {t: v for t in kept if (v := versions[t]) and (selector.prerelease or not v.is_prerelease)}
+        ranked = {
+            t: v for t in kept if (v := releases.get(t)) and (selector.prerelease or not v.is_prerelease)
+        }
         top = sorted({v.version for v in ranked.values()}, reverse=True)[: selector.latest]
         kept = [t for t, v in ranked.items() if v.version in top]
-    # `kept` is sorted by name, and a stable sort keeps that order among equal versions
+    # `kept` is sorted by name, and a stable sort keeps that order among equal versions, so a
+    # version's tag without a variant comes before its variants (1.27.2, 1.27.2-alpine)
     known = {t: v for t in kept if (v := versions[t])}
     with_version = sorted(known, key=lambda t: known[t].version, reverse=True)
     return with_version + [t for t in kept if versions[t] is None]
+
+
+def variant_hint(selector: TagSelector, upstream_tags: Sequence[str]) -> str:
+    """Why a selector that matched nothing might have: the tags it would keep with any variant.
+
+    "" when the variant is not the reason.
+    """
+    if selector.variant == ANY_VARIANT or not (selector.semver is not None or selector.latest is not None):
+        return ""
+    others = filter_tags(selector.model_copy(update={"variant": ANY_VARIANT}), upstream_tags)
+    if not others:
+        return ""
+    variants = sorted({v.variant or "" for t in others if (v := tag_version(t)) is not None})
+    shown = ", ".join(repr(v) if v else "none" for v in variants[:5]) + (", ..." if len(variants) > 5 else "")
+    return (
+        f"; {len(others)} tags would match with another variant (e.g. {others[0]}; variants {shown}): "
+        f"name one with variant: <name>, or write variant: {ANY_VARIANT}"
+    )
 
 
 @dataclass(frozen=True)
@@ -139,14 +211,17 @@ def select_tags(
     listings: Mapping[str, Sequence[str] | Exception] | None = None,
     only: Collection[int] | None = None,
 ) -> Selection:
-    """Every tag the manifest selects, in manifest order; a tag selected twice appears once.
+    """Every tag the manifest selects, in manifest order.
 
     `listings` maps an image name (ImageRef.name) to its upstream tag list, or to the error that
     listing raised; it is needed for every image whose selector has a filter. `only` narrows the
-    selection to some image indexes.
+    selection to some image indexes. A tag that two entries of one image select (filters can
+    overlap; tags written twice are refused when the manifest loads) is mirrored by neither: it
+    is reported as an overlap naming both entries, as which entry's settings apply is unknown.
     """
     listings = listings or {}
     selected: dict[tuple[str, str, str], TagRef] = {}
+    owners: dict[tuple[str, str, str], list[int]] = {}
     unresolved: list[Unresolved] = []
     for index in range(len(manifest.images)):
         if only is not None and index not in only:
@@ -155,8 +230,23 @@ def select_tags(
         if problem is not None:
             unresolved.append(problem)
         for tag in refs:
-            selected.setdefault((tag.registry, tag.repository, tag.reference), tag)
+            key = (tag.registry, tag.repository, tag.reference)
+            selected.setdefault(key, tag)
+            if index not in owners.setdefault(key, []):
+                owners[key].append(index)
+    for key, indexes in owners.items():
+        if len(indexes) > 1:
+            unresolved.append(_overlap(manifest, selected.pop(key), indexes))
     return Selection(list(selected.values()), unresolved)
+
+
+def _overlap(manifest: Manifest, tag: TagRef, indexes: Sequence[int]) -> Unresolved:
+    entries = " and ".join(manifest.entry(i) for i in indexes)
+    error = (
+        f"{tag.image}:{tag.reference} is selected by {entries}: not mirrored, as a tag comes from one "
+        "entry (its settings); narrow one selector (e.g. exclude the tag) or merge the entries"
+    )
+    return Unresolved(indexes[-1], tag.image, tag.cache_repository, Action.OVERLAP, error, tag.reference)
 
 
 def _image_tags(
@@ -182,5 +272,6 @@ def _image_tags(
     matched = filter_tags(selector, listing)
     if not matched:
         error = f"{ref.name}: selector {selector.describe()} matched none of the {len(listing)} upstream tags"
+        error += variant_hint(selector, listing)
         return refs, Unresolved(index, ref.name, repository, Action.NO_MATCH, error)
     return refs + [tag_ref(manifest, index, tag) for tag in matched], None

@@ -20,7 +20,7 @@ from ecr_mirror.pools import slug, upstream_hosts
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.sources import RunSource
 from ecr_mirror.states import Status
-from ecr_mirror.tags import TagRef
+from ecr_mirror.tags import SelectionError, TagRef
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +82,10 @@ def resolve_tags(
         for unrouted in scope.unrouted:
             log.error("not mirrored: %s: %s", unrouted.reference, unrouted.error)
         mirror.store.write([unrouted.record(run) for unrouted in scope.unrouted])
-        tags = mirror.resolve(options, run).tags
+        try:
+            tags = mirror.resolve(options, run).tags
+        except SelectionError as exc:  # the trigger's image globs: a permanent error, no retry
+            raise RunFailed(str(exc)) from None
     log.info("%d tags selected from %d images", len(tags), len(scope.manifest.images))
     size = source.manifest.defaults.batch_size
     for lane, (host, retries) in lanes(source.manifest).items():

@@ -8,6 +8,7 @@ and the loader report the same things; the loader adds the file and the YAML lin
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -22,6 +23,11 @@ ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 _PREFIX_RE = re.compile(r"^(?:(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*|ROOT)$")
 SNS_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:sns:[a-z0-9-]+:[0-9]{12}:[\w-]{1,256}$")
 SECRET_RE = re.compile(r"^ecr-pullthroughcache/[a-zA-Z0-9/_+=.@-]+$")
+# A secret's ARN as the console shows it: Secrets Manager appends "-" and 6 random characters.
+SECRET_ARN_RE = re.compile(
+    r"^arn:aws(?:-[a-z]+)*:secretsmanager:(?P<region>[a-z0-9-]+):(?P<account>[0-9]{12}):secret:"
+    r"(?P<name>ecr-pullthroughcache/[a-zA-Z0-9/_+=.@-]+)-[A-Za-z0-9]{6}$"
+)
 ROLE_ARN_RE = re.compile(r"^arn:aws(?:-[a-z]+)*:iam::[0-9]{12}:role/[\w+=,.@/-]+$")
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 _PLATFORM_RE = re.compile(r"^[a-z0-9]+/[a-z0-9_]+(?:/[a-z0-9]+)?$")
@@ -50,6 +56,48 @@ def raise_at(title: str, problems: list[Problem]) -> None:
             title,
             [InitErrorDetails(type=invalid(msg), loc=loc, input=value) for loc, msg, value in problems],
         )
+
+
+#: pydantic error types that mean "not a mapping", and what the manifest calls each expected type
+_MAPPING_ERRORS = frozenset({"model_type", "dict_type", "model_attributes_type"})
+_TYPE_WORDS = {
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+    "int_type": "must be a whole number",
+    "int_parsing": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_type": "must be a number",
+    "float_parsing": "must be a number",
+    "bool_type": "must be true or false",
+    "bool_parsing": "must be true or false",
+}
+_BOUND_WORDS = {
+    "greater_than_equal": ("ge", "must be at least {}"),
+    "greater_than": ("gt", "must be more than {}"),
+    "less_than_equal": ("le", "must be at most {}"),
+    "less_than": ("lt", "must be less than {}"),
+    "string_too_short": ("min_length", "must be at least {} characters long"),
+    "string_too_long": ("max_length", "must be at most {} characters long"),
+}
+
+
+def manifest_words(kind: str, context: dict[str, Any], value: object, keys: Sequence[str]) -> str | None:
+    """A pydantic error in the words of the manifest format, or None to keep pydantic's message.
+
+    Pydantic names its classes ("a valid dictionary or instance of TagSelector"); a manifest
+    author wrote YAML, so the message says what to write there. ``keys``: the keys of the section
+    expected at that place (for a value that is not a mapping).
+    """
+    if kind in _MAPPING_ERRORS:
+        return "must be a mapping" + (f" with keys such as {', '.join(keys)}" if keys else "")
+    if kind in _TYPE_WORDS:
+        return _TYPE_WORDS[kind] + quote_hint(value) if kind == "string_type" else _TYPE_WORDS[kind]
+    if kind in ("literal_error", "enum") and "expected" in context:
+        return f"must be one of {context['expected']}"
+    if kind in _BOUND_WORDS:
+        key, words = _BOUND_WORDS[kind]
+        return words.format(context[key]) if key in context else None
+    return None
 
 
 def quote_hint(value: object) -> str:

@@ -18,7 +18,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ecr_mirror.manifest.model import Manifest
+from ecr_mirror.manifest.checks import manifest_words
+from ecr_mirror.manifest.model import IMAGE_LINES, Manifest
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -73,7 +74,8 @@ class Document:
         keys written twice included."""
         errors = list(self.errors)
         try:
-            result = model.model_validate(self.data if data is None else data)
+            context = {IMAGE_LINES: _item_lines(self.root, "images")}
+            result = model.model_validate(self.data if data is None else data, context=context)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
                 loc, line = _locate(self.root, err["loc"])
@@ -183,6 +185,12 @@ def _duplicate_keys(node: yaml.Node, loc: str) -> list[FieldError]:
     return errors
 
 
+def _item_lines(root: yaml.Node, key: str) -> list[int]:
+    """The line of each item of the top-level list ``key`` (messages that name two items use it)."""
+    node, _ = _child(root, key)
+    return [item.start_mark.line + 1 for item in node.value] if isinstance(node, yaml.SequenceNode) else []
+
+
 def _locate(root: yaml.Node, loc: tuple[str | int, ...]) -> tuple[str, int | None]:
     """The dotted path of a pydantic `loc` as the user wrote it, and the YAML line nearest to it.
 
@@ -223,9 +231,10 @@ def _message(model: type[BaseModel], err: ErrorDetails) -> str:
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, err["loc"][:-1])
         return "unknown key" + (f"; allowed keys: {', '.join(allowed)}" if allowed else "")
-    message = err["msg"]
     value = err.get("input")
-    if kind != "manifest" and isinstance(value, str | int | float | bool):
+    keys = _allowed_keys(model, err["loc"]) if kind in ("model_type", "dict_type") else []
+    message = manifest_words(kind, dict(err.get("ctx") or {}), value, keys) or err["msg"]
+    if kind != "manifest" and isinstance(value, str | int | float | bool) and repr(value) not in message:
         message += f" (got {value!r})"
     return message
 

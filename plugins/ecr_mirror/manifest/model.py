@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from ecr_mirror.manifest.checks import (
     ACCOUNT_RE,
@@ -24,10 +24,13 @@ from ecr_mirror.manifest.checks import (
     quote_hint,
     raise_at,
 )
-from ecr_mirror.manifest.routing import Rule, cache_repository, rule_for, rule_problems
+from ecr_mirror.manifest.routing import Rule, cache_repository, rule_for, rule_problems, secret_problems
 from ecr_mirror.manifest.selector import TagSelector
 from ecr_mirror.refs import ImageRef, InvalidReference, parse_image
 from ecr_mirror.states import DriftPolicy
+
+#: the validation context key under which the loader passes each images[] entry's line
+IMAGE_LINES = "image_lines"
 
 
 class Target(StrictModel):
@@ -65,6 +68,8 @@ class ImageSpec(StrictModel):
     warm_layers: bool | None = None
     retries: int | None = Field(default=None, ge=0, le=10)
     concurrency: int | None = Field(default=None, ge=1, le=64)
+    #: the entry's line in its file (set by the loader), for messages that name two entries
+    _line: int | None = PrivateAttr(default=None)
 
     @field_validator("image")
     @classmethod
@@ -81,7 +86,15 @@ class ImageSpec(StrictModel):
     @field_validator("tags", mode="before")
     @classmethod
     def _expand_shorthand(cls, value: object) -> object:
-        return {"exact": value} if isinstance(value, list) else value
+        if isinstance(value, list):
+            return {"exact": value}
+        if value is not None and not isinstance(value, dict):
+            written = value if isinstance(value, str) else repr(value)
+            raise invalid(
+                f"must be a list of tags, e.g. tags: [{written!r}] (quote version-like tags: YAML reads "
+                "1.20 as the number 1.2), or a selector mapping, e.g. tags: {semver: '^1.27', latest: 2}"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_selection(self) -> ImageSpec:
@@ -97,6 +110,13 @@ class ImageSpec(StrictModel):
     @property
     def ref(self) -> ImageRef:
         return parse_image(self.image)
+
+    @property
+    def written_tags(self) -> list[str]:
+        """The tags this entry names as written: its exact tags, or the tag of a tag pin."""
+        if self.tags is not None:
+            return self.tags.exact
+        return [] if self.ref.tag is None else [self.ref.tag]
 
 
 class ImageSettings(StrictModel):
@@ -182,14 +202,27 @@ class Manifest(StrictModel):
         return value
 
     @model_validator(mode="after")
-    def _check_cross_references(self) -> Manifest:
-        raise_at("Manifest", rule_problems(self.rules, self.target.registry_id) + self._image_problems())
+    def _check_cross_references(self, info: ValidationInfo) -> Manifest:
+        lines = (info.context or {}).get(IMAGE_LINES) or []
+        for spec, line in zip(self.images, lines, strict=False):
+            spec._line = line
+        problems = rule_problems(self.rules, self.target.registry_id) + secret_problems(
+            self.rules, self.target.region, self.target.registry_id
+        )
+        raise_at("Manifest", problems + self._image_problems())
         return self
 
+    def entry(self, index: int) -> str:
+        """images[index] as a message names it: ``images[3] (line 20)`` when the file is known."""
+        line = self.images[index]._line
+        return f"images[{index}]" + (f" (line {line})" if line is not None else "")
+
     def _image_problems(self) -> list[Problem]:
-        """Images no rule caches, and images listed twice with the same digest or tags."""
+        """Images no rule caches, images listed twice with the same digest or selector, and a tag
+        that two entries of one image both name (which entry's settings would apply?)."""
         problems: list[Problem] = []
         seen: dict[tuple[str, str | None, str | None], int] = {}
+        named: dict[tuple[str, str], int] = {}
         for i, spec in enumerate(self.images):
             ref = spec.ref
             try:
@@ -199,16 +232,32 @@ class Manifest(StrictModel):
                 continue
             key = (ref.name, ref.digest, spec.tags.model_dump_json() if spec.tags else None)
             if key in seen:
-                first = self.images[seen[key]].image
                 problems.append(
                     (
                         ("images", i, "image"),
-                        f"duplicate of images[{seen[key]}] ({first!r}): both are {ref.name} with the same "
-                        + ("digest" if ref.digest else "tags"),
+                        f"duplicate of {self.entry(seen[key])} ({self.images[seen[key]].image!r}): both are "
+                        f"{ref.name} with the same " + ("digest" if ref.digest else "tags"),
                         spec.image,
                     )
                 )
-            seen.setdefault(key, i)
+                continue
+            seen[key] = i
+            problems += self._tags_named_twice(i, named)
+        return problems
+
+    def _tags_named_twice(self, index: int, named: dict[tuple[str, str], int]) -> list[Problem]:
+        """The tags images[index] names that an earlier entry of the same image names too."""
+        spec = self.images[index]
+        problems: list[Problem] = []
+        for k, tag in enumerate(spec.written_tags):
+            first = named.setdefault((spec.ref.name, tag), index)
+            if first != index:
+                where = ("images", index, "tags", "exact", k) if spec.tags else ("images", index, "image")
+                message = (
+                    f"tag {tag!r} of {spec.ref.name} is also selected by {self.entry(first)}: "
+                    "remove it from one entry (a tag comes from one entry, so its settings are known)"
+                )
+                problems.append((where, message, tag))
         return problems
 
     def image_settings(self, index: int) -> ImageSettings:

@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, field_validator, model_validator
 
 from ecr_mirror.manifest.checks import (
     ROLE_ARN_RE,
+    SECRET_ARN_RE,
     SECRET_RE,
     Problem,
     StrictModel,
@@ -95,6 +96,23 @@ class Rule(StrictModel):
     #: a changed upstream URL or upstream prefix may delete and recreate the rule in ECR
     allow_replace: bool = False
     template: TemplateSpec | None = None
+    #: (region, account) of a credential_secret written as an ARN: checked against the target
+    _secret_location: tuple[str, str] | None = PrivateAttr(default=None)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _secret_arn_to_name(cls, data: Any, handler: ModelWrapValidatorHandler[Rule]) -> Rule:
+        """A secret's ARN, as the console shows it, stands for its name: ECR reads the secret in
+        the registry's own account and region (checked against the target by the manifest)."""
+        match = None
+        if isinstance(data, dict) and isinstance(data.get("credential_secret"), str):
+            match = SECRET_ARN_RE.fullmatch(data["credential_secret"])
+            if match:
+                data = {**data, "credential_secret": match["name"]}
+        rule = handler(data)
+        if match:
+            rule._secret_location = (match["region"], match["account"])
+        return rule
 
     @field_validator("prefix", "upstream_repository_prefix")
     @classmethod
@@ -113,8 +131,10 @@ class Rule(StrictModel):
     def _check_secret(cls, value: str | None) -> str | None:
         if value is not None and not SECRET_RE.fullmatch(value):
             raise invalid(
-                f"{value!r} is not a usable secret name: it must start with 'ecr-pullthroughcache/' "
-                "and use letters, digits and /_+=.@-"
+                f"{value!r} is not a usable secret: write its name, which must start with "
+                "'ecr-pullthroughcache/' and use letters, digits and /_+=.@-, or its ARN as the "
+                "console shows it "
+                "(arn:aws:secretsmanager:<region>:<account>:secret:ecr-pullthroughcache/<name>-<suffix>)"
             )
         return value
 
@@ -238,6 +258,24 @@ def rule_problems(rules: Sequence[Rule], account: str | None) -> list[Problem]:
         prefixes.setdefault(rule.prefix, i)
         routes.setdefault(route, i)
         problems += _ecr_role_problems(i, rule, account)
+    return problems
+
+
+def secret_problems(rules: Sequence[Rule], region: str, account: str | None) -> list[Problem]:
+    """Secrets written as ARNs of another region or account than the target's: ECR reads a pull
+    through cache secret in the registry's own account and region (docs/ecr-facts.md)."""
+    problems: list[Problem] = []
+    for i, rule in enumerate(rules):
+        if rule._secret_location is None:
+            continue
+        arn_region, arn_account = rule._secret_location
+        if arn_region != region or (account is not None and arn_account != account):
+            where = f"{region}" + (f" and account {account}" if account else "")
+            message = (
+                f"the ARN of secret '{rule.credential_secret}' is in {arn_region}/{arn_account}: ECR reads "
+                f"it in the target's region {where}"
+            )
+            problems.append((("rules", i, "credential_secret"), message, rule.credential_secret))
     return problems
 
 

@@ -8,7 +8,7 @@ from pydantic import Field, field_validator, model_validator
 
 from ecr_mirror.manifest.checks import Problem, StrictModel, invalid, quote_hint, raise_at
 from ecr_mirror.refs import tag_problem
-from ecr_mirror.versions import parse_range
+from ecr_mirror.versions import ANY_VARIANT, parse_range
 
 
 class TagSelector(StrictModel):
@@ -16,7 +16,8 @@ class TagSelector(StrictModel):
     `{exact: [...]}`.
 
     `exact` tags are always mirrored and need no upstream tag list. `semver`, `include` and `latest`
-    select from the upstream tag list, in this order: semver -> include -> exclude -> latest N.
+    select from the upstream tag list, in this order: semver -> include -> exclude -> latest N;
+    `semver` and `latest` consider only releases of the `variant` (default: tags without one).
     """
 
     exact: list[str] = Field(default=[], description="tags mirrored as written, whatever the filters say")
@@ -33,6 +34,14 @@ class TagSelector(StrictModel):
         default=None, ge=1, description="keep the tags of the N highest versions left by the other filters"
     )
     prerelease: bool = Field(default=False, description="let semver and latest select rc, beta, alpha, ...")
+    variant: str | None = Field(
+        default=None,
+        description=(
+            "the variant semver and latest select (the suffix after the version: alpine in 1.27.2-alpine): "
+            "omitted, tags without one; a name or a regular expression matching the whole variant "
+            "(alpine, 'alpine3\\.\\d+', 'slim-.*'); 'any' for every variant and none"
+        ),
+    )
 
     @field_validator("exact", mode="before")
     @classmethod
@@ -91,6 +100,19 @@ class TagSelector(StrictModel):
         raise_at("TagSelector", problems)
         return value
 
+    @field_validator("variant")
+    @classmethod
+    def _check_variant(cls, value: str | None) -> str | None:
+        if value is None or value == ANY_VARIANT:
+            return value
+        if not value:
+            raise invalid("is empty: omit variant to select tags without one")
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise invalid(f"{value!r} is not a valid regular expression: {exc}") from None
+        return value
+
     @model_validator(mode="after")
     def _check_selects(self) -> TagSelector:
         problems: list[Problem] = []
@@ -104,9 +126,11 @@ class TagSelector(StrictModel):
             else:
                 message = "selects no tag: list exact tags, or give semver, include or latest"
                 problems.append((("exact",), message, self.exact))
-        if self.prerelease and self.semver is None and self.latest is None:
-            message = "applies to semver and latest only: add one of them or remove prerelease"
-            problems.append((("prerelease",), message, self.prerelease))
+        for key in ("prerelease", "variant"):
+            value = getattr(self, key)
+            if value not in (None, False) and self.semver is None and self.latest is None:
+                message = f"applies to semver and latest only: add one of them or remove {key}"
+                problems.append(((key,), message, value))
         for i, tag in enumerate(self.exact):
             if hit := next((p for p in self.exclude if re.search(p, tag)), None):
                 message = f"exact tag {tag!r} is also excluded by {hit!r}: remove one of them"
@@ -127,5 +151,6 @@ class TagSelector(StrictModel):
             f"exclude {self.exclude}" if self.exclude else "",
             f"latest {self.latest}" if self.latest is not None else "",
             "prerelease true" if self.prerelease else "",
+            f"variant {self.variant!r}" if self.variant is not None else "",
         ]
         return ", ".join(part for part in parts if part) or "exact tags only"
