@@ -108,6 +108,9 @@ def template_request(prefix: str, spec: TemplateSpec, manifest_dir: Path | None)
         ]
     if spec.description:
         request["description"] = spec.description
+    if spec.custom_role_arn:
+        # the role ECR assumes to apply resource tags or KMS (TemplateSpec's docstring)
+        request["customRoleArn"] = spec.custom_role_arn
     if spec.lifecycle_policy is not None:
         request["lifecyclePolicy"] = _policy_text(spec.lifecycle_policy, manifest_dir, "lifecycle_policy")
     if spec.repository_policy is not None:
@@ -136,6 +139,7 @@ _TEMPLATE_KEYS = (
     "imageTagMutabilityExclusionFilters",
     "repositoryPolicy",
     "lifecyclePolicy",
+    "customRoleArn",
 )
 
 
