@@ -122,6 +122,39 @@ def test_a_dry_run_reports_what_would_change_and_changes_nothing(sandbox, target
     assert ecr.describe_repository_creation_templates(prefixes=["r-dry"])["repositoryCreationTemplates"] == []
 
 
+@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)
+def test_a_rule_without_credentials_is_checked_where_ecr_validates_it(
+    sandbox, target, emulator_profile, request
+):
+    """AWS documents the validation for upstreams that require authentication; where ECR refuses
+    to validate a rule without credentials, the run goes on and says so."""
+    prefix = per_profile("r-anon", request)
+    m = manifest(prefix, [{"prefix": prefix, "upstream": "quay"}], [{"image": "quay.io/a/b", "tags": ["1"]}])
+    [check] = ensure_rules(m, target)
+    if emulator_profile["validate_unauthenticated"] == "answers":
+        assert (check.valid, check.warnings) == (True, [])
+        return
+    assert check.valid is None
+    assert check.warnings == [
+        f"rule '{prefix}' was not validated: its upstream (quay) takes no credentials and ECR refused "
+        f"to validate it (The pull through cache rule with prefix '{prefix}' has an upstream registry "
+        "(quay) that does not require authentication: there is nothing to validate); ECR documents the "
+        "validation for upstreams that require authentication only"
+    ]
+
+
+@pytest.mark.parametrize("emulator_profile", ["documented"], indirect=True)
+def test_an_unauthenticated_rule_ecr_finds_invalid_still_fails(sandbox, target, emulator_profile):
+    # The sandbox has no registry.k8s.io upstream: ECR's validation cannot reach it.
+    m = manifest(
+        "r-k8s", [{"prefix": "r-k8s", "upstream": "k8s"}], [{"image": "registry.k8s.io/pause", "tags": ["3"]}]
+    )
+    with pytest.raises(
+        RuleError, match=r"r-k8s.*not valid according to ECR: no --upstream mapping for registry\.k8s\.io"
+    ):
+        ensure_rules(m, target)
+
+
 def test_a_rule_ecr_finds_invalid_fails_with_ecrs_failure_text(sandbox, target):
     # The sandbox has no ghcr.io upstream: ECR's validation cannot reach it.
     rule = {
