@@ -1,7 +1,7 @@
 """Talking to OCI registries: the client (``client``), the documents and digests they exchange
 (``media``), the HTTP headers they answer with (``headers``) and the errors (``errors``)."""
 
-from ecr_mirror.registry.client import RegistryClient
+from ecr_mirror.registry.client import BlobAnswer, RegistryClient
 from ecr_mirror.registry.errors import (
     AuthError,
     DigestMismatchError,
@@ -31,6 +31,7 @@ __all__ = [
     "OCI_INDEX",
     "OCI_MANIFEST",
     "AuthError",
+    "BlobAnswer",
     "Challenge",
     "DigestMismatchError",
     "FetchedManifest",

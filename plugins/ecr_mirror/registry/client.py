@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -41,6 +42,7 @@ from ecr_mirror.registry.headers import (
     RateLimit,
     parse_rate_limit,
     parse_www_authenticate,
+    response_date,
     retry_after,
 )
 from ecr_mirror.registry.media import (
@@ -176,7 +178,7 @@ class RegistryClient:
         media_type = _media_type(response)
         if media_type in ("", "application/json", "application/octet-stream"):
             media_type = json.loads(body).get("mediaType", media_type)
-        return FetchedManifest(digest, media_type, body)
+        return FetchedManifest(digest, media_type, body, response_date(response.headers))
 
     def list_tags(self, repository: str, page_size: int | None = None) -> list[str]:
         """All tags, following ``Link: <...>; rel="next"`` pages (same origin only, so auth
@@ -199,21 +201,38 @@ class RegistryClient:
                 url = str(target)
         return tags
 
-    def stream_blob(self, repository: str, digest: str, chunk_size: int = 1 << 20) -> int:
-        """Read a blob (following redirects) and discard it; returns the byte count.
-
-        httpx drops the Authorization header when a redirect leaves the origin (e.g. to S3).
-        """
+    def blob_answer(self, repository: str, digest: str, *, read: bool = True) -> BlobAnswer:
+        """GET a blob without following a redirect: where the registry redirects to (ECR sends
+        layers to S3), or the byte count of the body it served itself (read and discarded; not
+        read when ``read`` is false)."""
         url = self._url(repository, "blobs", digest)
 
-        def read() -> int:
-            response = self._send("GET", url, repository, digest, {}, stream=True, follow_redirects=True)
+        def ask() -> BlobAnswer:
+            response = self._send("GET", url, repository, digest, {}, stream=True)
             try:
-                return sum(len(chunk) for chunk in response.iter_bytes(chunk_size))
+                if response.is_redirect:
+                    return BlobAnswer(str(response.url.join(response.headers["Location"])), None)
+                size = sum(len(chunk) for chunk in response.iter_bytes(1 << 20)) if read else None
+                return BlobAnswer(None, size)
             finally:
                 response.close()
 
-        return self._call(read, repository, digest)
+        return self._call(ask, repository, digest)
+
+    def read_elsewhere(self, url: str, chunk_size: int = 1 << 20) -> int:
+        """Read (and discard) what another host serves at ``url``, a blob redirect's target,
+        following its redirects, WITHOUT this registry's credentials: S3 refuses a pre-signed
+        request that also carries an Authorization header, and no other host may see them.
+        Errors name the host only: a pre-signed URL's query is a credential too."""
+        host = httpx.URL(url).host
+
+        def read() -> int:
+            with self._client.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    raise RegistryError(f"HTTP {response.status_code} from {host}", registry=self.registry)
+                return sum(len(chunk) for chunk in response.iter_bytes(chunk_size))
+
+        return self._call(read, host, None)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -372,6 +391,14 @@ class RegistryClient:
                 status=status,
             )
         return token, float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
+
+
+@dataclass(frozen=True)
+class BlobAnswer:
+    """How a registry answered a blob GET: a redirect (``location``) or the body (``size`` read)."""
+
+    location: str | None
+    size: int | None
 
 
 def _basic_header(credentials: tuple[str, str]) -> str:
