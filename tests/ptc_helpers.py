@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from contextlib import AbstractContextManager
 from typing import Any
@@ -65,3 +66,10 @@ def mirror_run(mirror: Mirror, options: RunOptions | None = None) -> dict[str, A
     run = RunInfo(f"run-{uuid.uuid4().hex[:8]}", mirror.manifest.dag_id, mirror.manifest.name)
     plan = mirror.compare(mirror.resolve(options).tags, options)
     return {f"{r.ecr_repository}:{r.tag}": r for r in mirror.pull(plan, run, options)}
+
+
+def per_profile(base: str, request: Any) -> str:
+    """``base`` suffixed with the test's parameter id (e.g. the emulator profile), so that the runs of
+    one test under several profiles use repositories of their own in the session's sandbox."""
+    suffix = re.sub(r"[^a-z0-9]+", "-", request.node.callspec.id.lower()).strip("-")
+    return f"{base}-{suffix}"

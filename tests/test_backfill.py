@@ -20,6 +20,7 @@ from ecr_mirror.dag_factory import dag_for
 from ecr_mirror.manifest import ManifestError, load_manifest
 from ecr_mirror.sla import on_sla_miss
 from sandbox.upstream import seed_image
+from tests.ptc_helpers import per_profile
 
 HUB = "registry-1.docker.io"
 MANIFEST = """
@@ -38,17 +39,17 @@ ghcr.io/org/app:1 # no manifest has a rule for ghcr.io
 """
 
 
-def backfill_dir(tmp_path: Path) -> Path:
+def backfill_dir(tmp_path: Path, image: str = "acme/bf") -> Path:
     folder = tmp_path / "backfill"
     folder.mkdir(exist_ok=True)
     (folder / "backfill.yaml").write_text(CONFIG)
-    (folder / "team.txt").write_text(LIST)
+    (folder / "team.txt").write_text(LIST.replace("acme/bf:", f"{image}:"))
     return folder
 
 
-def rules_manifest(folder: Path):
+def rules_manifest(folder: Path, prefix: str = "bf"):
     path = folder / "bf-rules.yaml"
-    path.write_text(MANIFEST)
+    path.write_text(MANIFEST.replace("{prefix: bf,", f"{{prefix: {prefix},"))
     return load_manifest(path)
 
 
@@ -95,16 +96,19 @@ def test_the_backfill_config_is_read_by_the_manifest_loader_with_lines(tmp_path)
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)
 def test_the_backfill_dag_mirrors_a_list_resumably_and_names_what_no_rule_caches(
-    airflow_db, sandbox, sandbox_env, monkeypatch
+    airflow_db, sandbox, sandbox_env, emulator_profile, request, monkeypatch
 ):
     from ecr_mirror.settings import get_settings
 
-    images = {tag: seed_image(sandbox.upstreams[HUB], "acme/bf", tag) for tag in ("1.0", "2.0")}
-    folder = backfill_dir(sandbox_env)
+    name = per_profile("bf", request)
+    image = f"acme/{name}"
+    images = {tag: seed_image(sandbox.upstreams[HUB], image, tag) for tag in ("1.0", "2.0")}
+    folder = backfill_dir(sandbox_env, image)
     monkeypatch.setenv("ECR_MIRROR_BACKFILL_DIR", str(folder))  # dag.test() parses the DAG file too
     get_settings.cache_clear()
-    base = load_backfill(folder, [rules_manifest(sandbox_env / "manifests")])
+    base = load_backfill(folder, [rules_manifest(sandbox_env / "manifests", name)])
     source = BackfillSource(base, folder, sandbox_env / "manifests")
     dag = dag_for(source, folder / "backfill.yaml", with_deadline=False)
     store = AuditStore(f"sqlite:///{sandbox_env / 'audit.db'}")
@@ -112,18 +116,18 @@ def test_the_backfill_dag_mirrors_a_list_resumably_and_names_what_no_rule_caches
     first = dag.test()  # the list files
     rows = {f"{r.image}:{r.tag}": r for r in store.records(run_id=first.run_id)}
     assert {key: (r.action, r.status) for key, r in rows.items()} == {
-        "docker.io/acme/bf:1.0": ("missing", "pulled"),
-        "docker.io/acme/bf:2.0": ("missing", "pulled"),
+        f"docker.io/{image}:1.0": ("missing", "pulled"),
+        f"docker.io/{image}:2.0": ("missing", "pulled"),
         "ghcr.io/org/app:1": ("failed", "failed"),
     }
-    assert rows["docker.io/acme/bf:2.0"].cached_digest_after == images["2.0"].digest
+    assert rows[f"docker.io/{image}:2.0"].cached_digest_after == images["2.0"].digest
     assert "no rule caches image 'ghcr.io/org/app'" in rows["ghcr.io/org/app:1"].error
     assert first.state == "failed"  # the unroutable reference fails the run, by name
     compares = [ti for ti in first.get_task_instances() if ti.task_id.endswith("compare_digests")]
     assert len(compares) == 2  # batch_size 1
 
     # a rerun (here: the list from the trigger form) skips what is cached with the right digest
-    second = dag.test(run_conf={"references": ["acme/bf:1.0", "acme/bf:2.0"]})
+    second = dag.test(run_conf={"references": [f"{image}:1.0", f"{image}:2.0"]})
     assert second.state == "success"
     assert {(r.tag, r.action, r.status) for r in store.records(run_id=second.run_id)} == {
         ("1.0", "up_to_date", "ok"),

@@ -17,6 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary, run_rows
+from ecr_mirror.audit_migrations import HEAD
 from ecr_mirror.cli import main
 from ecr_mirror.states import Action, Status
 from tests.audit_databases import DIALECTS, create_old_store, throwaway_url
@@ -383,13 +384,13 @@ def test_migrate_an_old_store_then_find_it_current(tmp_path, capsys):
     code, out, _ = run(capsys, "migrate", "--url", url)
     assert (code, out) == (
         0,
-        f"{url}: made before the migrations, recognised as revision 0001; upgraded to 0003\n",
+        f"{url}: made before the migrations, recognised as revision 0001; upgraded to {HEAD}\n",
     )
     code, out, _ = run(capsys, "migrate", "--url", url)
-    assert (code, out) == (0, f"{url}: at revision 0003 already\n")
+    assert (code, out) == (0, f"{url}: at revision {HEAD} already\n")
     fresh = f"sqlite:///{tmp_path / 'new.db'}"
     code, out, _ = run(capsys, "migrate", "--url", fresh)
-    assert (code, out) == (0, f"{fresh}: upgraded from an empty database to revision 0003\n")
+    assert (code, out) == (0, f"{fresh}: upgraded from an empty database to revision {HEAD}\n")
     code, rows = as_json(capsys, "--url", url, "--dag-id", "ecr_mirror__old")
     assert [(r["run_id"], r["tag"], r["status"]) for r in rows] == [
         ("scheduled__2", "1.27", "ok"),

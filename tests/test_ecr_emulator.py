@@ -7,6 +7,7 @@ import base64
 import json
 import time
 from collections.abc import Iterator
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -467,6 +468,25 @@ def test_unknown_operation_and_bad_json(emulator: EmulatorProcess) -> None:
     headers["X-Amz-Target"] = "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories"
     answer = httpx.post(emulator.url, headers=headers, content=b"{not json")
     assert answer.json()["__type"] == "SerializationException"
+
+
+def test_every_answer_is_dated_on_the_emulated_clock(emulator: EmulatorProcess) -> None:
+    emulator.advance_clock(3 * 86400)
+    try:
+        now = emulator.admin("clock")["now"]
+        target = {"X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.DescribeRepositories"}
+        answers = [
+            httpx.post(
+                emulator.url, headers={**target, "Content-Type": "application/x-amz-json-1.1"}, content=b"{}"
+            ),
+            httpx.get(f"{emulator.url}/v2/"),  # 401 without credentials: dated too
+            httpx.get(f"{emulator.url}/_emulator/health"),
+        ]
+        for answer in answers:
+            [date] = answer.headers.get_list("date")
+            assert abs(parsedate_to_datetime(date).timestamp() - now) < 5, date
+    finally:
+        emulator.advance_clock(-3 * 86400)
 
 
 def test_clock_admin_endpoint(emulator: EmulatorProcess) -> None:

@@ -79,7 +79,8 @@ def skopeo_digest(sandbox, repository: str, tag: str) -> str:
 
 
 @pytest.mark.own_clock
-def test_mirror_then_up_to_date_then_drift(airflow_db, sandbox, sandbox_env, tmp_path):
+@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)
+def test_mirror_then_up_to_date_then_drift(airflow_db, sandbox, emulator_profile, sandbox_env, tmp_path):
     hub = sandbox.upstreams[HUB]
     alpine = [seed_image(hub, "library/alpine", tag) for tag in ("3.20", "3.21")]
     tool = seed_image(hub, "acme/tool", "1.0", platforms=(), oci=False)

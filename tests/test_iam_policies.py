@@ -56,3 +56,13 @@ def test_the_policies_allow_every_ecr_operation_the_code_calls():
     assert not any(
         a.startswith(("ecr:Create", "ecr:Update", "ecr:Delete")) and "Repository" not in a for a in worker
     )
+
+
+def test_the_admin_may_hand_the_template_role_to_ecr_and_to_nothing_else():
+    """A template with tags or KMS names a role (custom_role_arn); creating or updating it passes
+    that role to ECR, which IAM allows only with iam:PassRole."""
+    statements = json.loads((IAM / "rules-admin-policy.json").read_text())["Statement"]
+    [passing] = [s for s in statements if s["Action"] == "iam:PassRole"]
+    assert passing["Resource"].startswith("arn:aws:iam::123456789012:role/")
+    assert passing["Condition"] == {"StringEquals": {"iam:PassedToService": "ecr.amazonaws.com"}}
+    assert "iam:PassRole" not in actions("worker-policy.json")

@@ -38,6 +38,7 @@ rules:
       encryption_type: KMS
       kms_key: arn:aws:kms:eu-west-1:012345678901:key/abc
       resource_tags: {{team: platform}}
+      custom_role_arn: arn:aws:iam::012345678901:role/ecr-template
   - prefix: quay
     upstream: quay
   - prefix: ghcr
@@ -716,6 +717,33 @@ def test_a_cross_account_ecr_upstream_needs_a_role_of_the_target_account(tmp_pat
         load_manifest(write(tmp_path, text))
     assert message in str(info.value)
     assert str(info.value).startswith(f"{tmp_path / 'demo.yaml'}:")
+
+
+@pytest.mark.parametrize(
+    ("role", "message"),
+    [
+        (
+            None,
+            "rules[0].template.custom_role_arn: a template with resource_tags and KMS needs custom_role_arn, "
+            "an IAM role of the target account that ECR assumes to create the repository: ECR's "
+            "service-linked role for templates may only create repositories, and pulls through such a "
+            "template fail without a role (https://docs.aws.amazon.com/AmazonECR/latest/userguide/"
+            "repository-creation-templates-create.html)",
+        ),
+        (
+            "arn:aws:iam::111122223333:role/ecr-template",
+            "rules[0].template.custom_role_arn: the role must be in the target account 012345678901",
+        ),
+        ("ecr-template", "rules[0].template.custom_role_arn: 'ecr-template' is not an IAM role ARN"),
+    ],
+)
+def test_a_template_with_tags_or_kms_needs_a_role_of_the_target_account(tmp_path, role, message):
+    old = "      custom_role_arn: arn:aws:iam::012345678901:role/ecr-template\n"
+    text = FULL.replace(old, f"      custom_role_arn: {role}\n" if role else "")
+    with pytest.raises(ManifestError) as info:
+        load_manifest(write(tmp_path, text))
+    assert message in str(info.value)
+    assert f"{tmp_path / 'demo.yaml'}:" in str(info.value)
 
 
 def test_a_same_account_ecr_upstream_needs_no_role(tmp_path):

@@ -10,14 +10,17 @@ import httpx
 import pytest
 
 from ecr_mirror.ecr import EcrTarget
-from ecr_mirror.mirror import RunOptions
+from ecr_mirror.mirror import RunInfo, RunOptions
 from ecr_mirror.rules import RuleError, check_shared_rules, ensure_rules
 from ecr_mirror.settings import get_settings
 from ecr_mirror.states import Action
 from sandbox.upstream import seed_image, start_registry
-from tests.ptc_helpers import REGION, aws, engine, hub_rule, manifest, put_secret
+from tests.ptc_helpers import REGION, aws, engine, hub_rule, manifest, per_profile, put_secret
 
 IMAGES = [{"image": "nginx", "tags": ["1.27"]}]
+ROLE = "arn:aws:iam::123456789012:role/ecr-template"
+OTHER_ROLE = "arn:aws:iam::123456789012:role/ecr-template-2"
+RUN = RunInfo("run-tagged", "ecr_mirror__r_tagged", "r-tagged")
 LIFECYCLE = {
     "rules": [
         {
@@ -119,6 +122,39 @@ def test_a_dry_run_reports_what_would_change_and_changes_nothing(sandbox, target
     assert ecr.describe_repository_creation_templates(prefixes=["r-dry"])["repositoryCreationTemplates"] == []
 
 
+@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)
+def test_a_rule_without_credentials_is_checked_where_ecr_validates_it(
+    sandbox, target, emulator_profile, request
+):
+    """AWS documents the validation for upstreams that require authentication; where ECR refuses
+    to validate a rule without credentials, the run goes on and says so."""
+    prefix = per_profile("r-anon", request)
+    m = manifest(prefix, [{"prefix": prefix, "upstream": "quay"}], [{"image": "quay.io/a/b", "tags": ["1"]}])
+    [check] = ensure_rules(m, target)
+    if emulator_profile["validate_unauthenticated"] == "answers":
+        assert (check.valid, check.warnings) == (True, [])
+        return
+    assert check.valid is None
+    assert check.warnings == [
+        f"rule '{prefix}' was not validated: its upstream (quay) takes no credentials and ECR refused "
+        f"to validate it (The pull through cache rule with prefix '{prefix}' has an upstream registry "
+        "(quay) that does not require authentication: there is nothing to validate); ECR documents the "
+        "validation for upstreams that require authentication only"
+    ]
+
+
+@pytest.mark.parametrize("emulator_profile", ["documented"], indirect=True)
+def test_an_unauthenticated_rule_ecr_finds_invalid_still_fails(sandbox, target, emulator_profile):
+    # The sandbox has no registry.k8s.io upstream: ECR's validation cannot reach it.
+    m = manifest(
+        "r-k8s", [{"prefix": "r-k8s", "upstream": "k8s"}], [{"image": "registry.k8s.io/pause", "tags": ["3"]}]
+    )
+    with pytest.raises(
+        RuleError, match=r"r-k8s.*not valid according to ECR: no --upstream mapping for registry\.k8s\.io"
+    ):
+        ensure_rules(m, target)
+
+
 def test_a_rule_ecr_finds_invalid_fails_with_ecrs_failure_text(sandbox, target):
     # The sandbox has no ghcr.io upstream: ECR's validation cannot reach it.
     rule = {
@@ -183,6 +219,7 @@ def test_templates_are_created_updated_recreated_and_immutability_is_warned(sand
         "repository_policy": policy,
         "resource_tags": {"team": "platform"},
         "description": "docker hub cache",
+        "custom_role_arn": ROLE,
     }
     m = manifest("r-tpl", [hub_rule("r-tpl", template=template)], IMAGES)
     [check] = ensure_rules(m, target, manifest_dir=tmp_path)
@@ -194,9 +231,10 @@ def test_templates_are_created_updated_recreated_and_immutability_is_warned(sand
     assert doc["imageTagMutabilityExclusionFilters"] == [{"filterType": "WILDCARD", "filter": "latest*"}]
     assert doc["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": template["kms_key"]}
     assert json.loads(doc["lifecyclePolicy"]) == LIFECYCLE and json.loads(doc["repositoryPolicy"]) == policy
-    assert (doc["resourceTags"], doc["description"]) == (
+    assert (doc["resourceTags"], doc["description"], doc["customRoleArn"]) == (
         [{"Key": "team", "Value": "platform"}],
         "docker hub cache",
+        ROLE,
     )
 
     [same] = ensure_rules(m, target, manifest_dir=tmp_path)
@@ -208,6 +246,12 @@ def test_templates_are_created_updated_recreated_and_immutability_is_warned(sand
     [check] = ensure_rules(retagged, target, manifest_dir=tmp_path)
     assert check.changes == ["update repository creation template 'r-tpl': resourceTags"]
 
+    rerolled = {**template, "resource_tags": {"team": "infra"}, "custom_role_arn": OTHER_ROLE}
+    [check] = ensure_rules(
+        manifest("r-tpl", [hub_rule("r-tpl", template=rerolled)], IMAGES), target, manifest_dir=tmp_path
+    )
+    assert check.changes == ["update repository creation template 'r-tpl': customRoleArn"]
+
     plain = {
         k: v
         for k, v in template.items()
@@ -218,7 +262,7 @@ def test_templates_are_created_updated_recreated_and_immutability_is_warned(sand
     )
     assert check.changes == [
         "recreate repository creation template 'r-tpl': resourceTags, imageTagMutability, "
-        "imageTagMutabilityExclusionFilters, lifecyclePolicy"
+        "imageTagMutabilityExclusionFilters, lifecyclePolicy, customRoleArn"
     ]
     assert check.warnings == []
     [doc] = ecr.describe_repository_creation_templates(prefixes=["r-tpl"])["repositoryCreationTemplates"]
@@ -273,3 +317,29 @@ def test_upstream_digest_checks_log_in_with_the_rules_secret(sandbox, sandbox_en
         assert httpx.head(f"{private.url}/v2/org/app/manifests/1.0").status_code == 401
     finally:
         private.stop()
+
+
+@pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)
+def test_a_template_with_tags_and_kms_takes_its_role_and_pulls_create_tagged_repositories(
+    sandbox, sandbox_env, emulator_profile, request
+):
+    """Without a role, pulls through such a template are reported to fail (the emulator's
+    ``template_custom_role``: ``pull-fails`` in both profiles); the manifest insists on one."""
+    prefix = per_profile("r-tagged", request)
+    seed_image(sandbox.upstreams["registry-1.docker.io"], f"acme/{prefix}", "1", platforms=())
+    template = {
+        "encryption_type": "KMS",
+        "kms_key": "arn:aws:kms:eu-west-1:123456789012:key/abc",
+        "resource_tags": {"team": "platform"},
+        "custom_role_arn": ROLE,
+    }
+    m = manifest(prefix, [hub_rule(prefix, template=template)], [{"image": f"acme/{prefix}", "tags": ["1"]}])
+    with engine(m, f"sqlite:///{sandbox_env / 'audit.db'}") as mirror:
+        ensure_rules(m, mirror.target)
+        rows = mirror.pull(mirror.compare(mirror.resolve(RunOptions()).tags), RUN)
+    assert [(r.action, r.status) for r in rows] == [("missing", "pulled")]
+    ecr = aws(sandbox, "ecr")
+    [repository] = ecr.describe_repositories(repositoryNames=[f"{prefix}/acme/{prefix}"])["repositories"]
+    assert repository["encryptionConfiguration"] == {"encryptionType": "KMS", "kmsKey": template["kms_key"]}
+    tags = ecr.list_tags_for_resource(resourceArn=repository["repositoryArn"])["tags"]
+    assert tags == [{"Key": "team", "Value": "platform"}]

@@ -43,6 +43,10 @@ tag_rows = sa.Table(
     sa.Column("error", sa.Text),
     sa.Column("platform_digests", sa.Text),  # JSON {"linux/arm64": "sha256:..."} of a platform subset
     sa.Column("warmed_bytes", sa.BigInteger),  # bytes warmed through ECR in this run (warm_layers)
+    # when this run's manifest GET through ECR pulled the tag (ECR's clock: its answer's Date); the
+    # pulls restart ECR's refresh window (refresh.py); null: not pulled
+    sa.Column("pulled_at", sa.DateTime(timezone=True)),
+    sa.Column("via_tag", sa.String(128)),  # a digest pin pulled through this upstream tag (pins.py)
     sa.Column("duration_ms", sa.Integer, nullable=False, default=0),
     sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("finished_at", sa.DateTime(timezone=True), nullable=False),
@@ -128,6 +132,8 @@ class AuditRecord:
     error: str | None = None
     platform_digests: str | None = None
     warmed_bytes: int | None = None
+    pulled_at: datetime | None = None
+    via_tag: str | None = None
     duration_ms: int = 0
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime = field(default_factory=utcnow)
@@ -188,6 +194,7 @@ def _record(row: RowMapping) -> AuditRecord:
         status=Status(values["status"]),
         started_at=_aware(values["started_at"]),
         finished_at=_aware(values["finished_at"]),
+        pulled_at=None if values["pulled_at"] is None else _aware(values["pulled_at"]),
     )
     return AuditRecord(**values)
 
@@ -258,6 +265,51 @@ class AuditStore:
         if run_id:
             query = query.where(tag_rows.c.run_id == run_id)
         return self._read(query, _record)
+
+    # -- what earlier runs learnt about ECR (pull.py's PullMemory) ------------------------------
+
+    def last_pull(self, repository: str, digest: str) -> datetime | None:
+        """When a run last pulled the image ``digest`` of ``repository`` through ECR (ECR's clock)."""
+        rows = tag_rows.c
+        query = sa.select(sa.func.max(rows.pulled_at)).where(
+            rows.ecr_repository == repository, rows.cached_digest_after == digest
+        )
+        with self.engine.connect() as conn:
+            last = conn.execute(query).scalar()
+        return None if last is None else _aware(last)
+
+    def pin_carrier(self, repository: str, digest: str) -> str | None:
+        """The upstream tag the digest pin ``digest`` was last pulled through, if any."""
+        rows = tag_rows.c
+        query = (
+            sa.select(rows.via_tag)
+            .where(rows.ecr_repository == repository, rows.tag == digest, rows.via_tag.is_not(None))
+            .order_by(rows.finished_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            carrier: str | None = conn.execute(query).scalar()
+        return carrier
+
+    def held_platforms(self, repository: str, tag: str, digest: str) -> tuple[Status, dict[str, str]] | None:
+        """The platform digests the last row of ``tag`` whose cached index is ``digest`` recorded,
+        with its status: the selection (``ok``/``pulled``), or every platform of the index (a
+        ``failed`` row of a platform the index lacks)."""
+        rows = tag_rows.c
+        query = (
+            sa.select(rows.status, rows.platform_digests)
+            .where(
+                rows.ecr_repository == repository,
+                rows.tag == tag,
+                rows.cached_digest_after == digest,
+                rows.platform_digests.is_not(None),
+            )
+            .order_by(rows.finished_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else (Status(row.status), json.loads(row.platform_digests))
 
     def warmed(self, repository: str) -> set[str]:
         """Digests of the blobs already warmed through ECR in ``repository``."""

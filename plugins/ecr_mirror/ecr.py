@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import fnmatch
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from ecr_mirror.registry import RegistryClient
+from ecr_mirror.registry.headers import response_date
 from ecr_mirror.settings import get_settings
 
 if TYPE_CHECKING:
@@ -31,6 +33,20 @@ class ImageDetail(TypedDict, total=False):
     imageTags: list[str]
     imagePushedAt: datetime
     lastRecordedPullTime: datetime
+
+
+@dataclass(frozen=True)
+class ImageTimes:
+    """What ECR tells about an image's pulls, on ECR's own clock."""
+
+    pushed_at: datetime | None  # when ECR cached the image
+    last_recorded_pull: datetime | None  # lastRecordedPullTime: may lag by up to 24 h (API_ImageDetail)
+    ecr_now: datetime  # the Date of ECR's answer
+
+
+def server_time(headers: Mapping[str, str]) -> datetime:
+    """ECR's clock: the ``Date`` of its answer; now on this machine when it sent none."""
+    return response_date(headers) or datetime.now(UTC)
 
 
 @dataclass
@@ -146,12 +162,17 @@ class EcrTarget:
         filters = tuple(f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters", []))
         return Mutability(repo.get("imageTagMutability", "MUTABLE"), filters)
 
-    def image_detail(self, repository: str, tag: str) -> ImageDetail:
-        """describe_images of one tag (push and last recorded pull times)."""
+    def image_times(self, repository: str, tag: str) -> ImageTimes:
+        """describe_images of one tag: when ECR cached it and last recorded a pull of it, and the
+        time of ECR's answer (the refresh timer runs on ECR's clock, see refresh.py)."""
         ids = [{"imageTag": tag}]
         answer = self.client.describe_images(repositoryName=repository, imageIds=ids, **self._ids())
         detail: ImageDetail = answer["imageDetails"][0]
-        return detail
+        return ImageTimes(
+            detail.get("imagePushedAt"),
+            detail.get("lastRecordedPullTime"),
+            server_time(answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})),
+        )
 
     def delete_tag(self, repository: str, tag: str) -> None:
         """batch_delete_image of one tag; raises RuntimeError with ECR's failure reason."""

@@ -18,6 +18,7 @@ from ecr_mirror.ecr import EcrTarget
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
+from ecr_mirror.platforms import check_held_platforms
 from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
 from ecr_mirror.pull import Outcome, Puller
 from ecr_mirror.refs import ImageRef, tag_problem
@@ -110,6 +111,8 @@ def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
         if outcome.platform_digests is None
         else json.dumps(outcome.platform_digests, sort_keys=True),
         warmed_bytes=outcome.warmed_bytes,
+        pulled_at=outcome.pulled_at,
+        via_tag=outcome.via_tag,
         duration_ms=int((now - item.planned_at).total_seconds() * 1000),
         started_at=item.planned_at,
         finished_at=now,
@@ -227,6 +230,7 @@ class Mirror:
             item.platforms = settings.platforms
             item.on_drift = options.on_drift or settings.on_drift
             item.warm_layers = settings.warm_layers if options.warm_layers is None else options.warm_layers
+        check_held_platforms(plan, self.store, lambda: self.target.registry(), self.concurrency)
         return plan
 
     def pull(
@@ -242,6 +246,7 @@ class Mirror:
             slot=self.slot,
             dry_run=options.dry_run,
             force=options.force,
+            upstreams=self.upstreams,
         )
         outcomes = puller.run(plan)
         records = [_record(run, outcome) for outcome in outcomes]

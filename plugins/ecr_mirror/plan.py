@@ -27,6 +27,8 @@ class PlanItem:
     platforms: list[str] | None = None
     on_drift: DriftPolicy = "repull"
     warm_layers: bool = False
+    #: an up-to-date tag's platform digests ECR holds (platforms.check_held_platforms)
+    platform_digests: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -39,6 +41,7 @@ class PlanItem:
             "platforms": self.platforms,
             "on_drift": self.on_drift,
             "warm_layers": self.warm_layers,
+            "platform_digests": self.platform_digests,
         }
 
     @classmethod
@@ -53,6 +56,7 @@ class PlanItem:
             platforms=data.get("platforms"),
             on_drift=cast(DriftPolicy, data.get("on_drift", "repull")),
             warm_layers=data.get("warm_layers", False),
+            platform_digests=data.get("platform_digests"),
         )
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ecr_mirror.ecr import CachedImages, ImageDetail, Mutability
-from ecr_mirror.registry import FetchedManifest, ManifestInfo
+from ecr_mirror.ecr import CachedImages, ImageTimes, Mutability
+from ecr_mirror.registry import BlobAnswer, FetchedManifest, ManifestInfo
 from ecr_mirror.tags import TagRef
 
 
@@ -24,7 +24,9 @@ class RegistryEndpoint(Protocol):
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
 
-    def stream_blob(self, repository: str, digest: str, chunk_size: int = ...) -> int: ...
+    def blob_answer(self, repository: str, digest: str, *, read: bool = True) -> BlobAnswer: ...
+
+    def read_elsewhere(self, url: str, chunk_size: int = ...) -> int: ...
 
 
 class PullTarget(CachedImagesReader, Protocol):
@@ -34,7 +36,7 @@ class PullTarget(CachedImagesReader, Protocol):
 
     def mutability(self, repository: str) -> Mutability: ...
 
-    def image_detail(self, repository: str, tag: str) -> ImageDetail: ...
+    def image_times(self, repository: str, tag: str) -> ImageTimes: ...
 
     def delete_tag(self, repository: str, tag: str) -> None: ...
 
@@ -69,6 +71,8 @@ class UpstreamRegistry(Protocol):
     def list_tags(self, repository: str, page_size: int | None = None) -> list[str]: ...
 
     def head_manifest(self, repository: str, reference: str) -> ManifestInfo | None: ...
+
+    def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
 
 
 class UpstreamRegistries(Protocol):

@@ -22,6 +22,7 @@ from botocore.exceptions import ClientError
 from ecr_mirror.credentials import CredentialError, read_credentials, secret_name
 from ecr_mirror.manifest import FieldError, Manifest, ManifestError, PolicySource, Rule, TemplateSpec
 from ecr_mirror.protocols import RuleTarget
+from ecr_mirror.refs import UpstreamKind
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,9 @@ def template_request(prefix: str, spec: TemplateSpec, manifest_dir: Path | None)
         ]
     if spec.description:
         request["description"] = spec.description
+    if spec.custom_role_arn:
+        # the role ECR assumes to apply resource tags or KMS (TemplateSpec's docstring)
+        request["customRoleArn"] = spec.custom_role_arn
     if spec.lifecycle_policy is not None:
         request["lifecyclePolicy"] = _policy_text(spec.lifecycle_policy, manifest_dir, "lifecycle_policy")
     if spec.repository_policy is not None:
@@ -136,6 +140,7 @@ _TEMPLATE_KEYS = (
     "imageTagMutabilityExclusionFilters",
     "repositoryPolicy",
     "lifecyclePolicy",
+    "customRoleArn",
 )
 
 
@@ -208,7 +213,7 @@ def ensure_rules(
             continue
         if warning := _immutability_warning(rule):
             check.warnings.append(warning)
-        if not _validate(client, check, registry_id):
+        if not _validate(client, rule, check, registry_id):
             problems.append(f"{where} is not valid according to ECR: {check.failure}")
         _log(check)
         checks.append(check)
@@ -217,13 +222,30 @@ def ensure_rules(
     return checks
 
 
-def _validate(client: Any, check: RuleCheck, registry_id: str | None) -> bool:
+def _validate(client: Any, rule: Rule, check: RuleCheck, registry_id: str | None) -> bool:
     """ECR's validate_pull_through_cache_rule, recorded on ``check``; False when ECR says invalid.
-    A dry run does not validate a rule it would create or replace (ECR does not have it yet)."""
+
+    A dry run does not validate a rule it would create or replace (ECR does not have it yet). AWS
+    describes the validation for upstreams that require authentication only (docs/ecr-facts.md,
+    "Secrets"): for a rule without credentials a refusal (ValidationException) is recorded as
+    "not validated", with ECR's message among the warnings; an ``isValid`` false still fails."""
     if check.dry_run and check.action in ("created", "replaced"):
         return True
     ids = {"registryId": registry_id} if registry_id else {}
-    result = client.validate_pull_through_cache_rule(ecrRepositoryPrefix=check.prefix, **ids)
+    try:
+        result = client.validate_pull_through_cache_rule(ecrRepositoryPrefix=check.prefix, **ids)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        unauthenticated = rule.credential_secret is None and rule.upstream is not UpstreamKind.ECR
+        if not (unauthenticated and error.get("Code") == "ValidationException"):
+            raise
+        check.valid = None
+        check.warnings.append(
+            f"rule '{rule.prefix}' was not validated: its upstream ({rule.upstream}) takes no credentials "
+            f"and ECR refused to validate it ({error.get('Message', 'ValidationException')}); "
+            "ECR documents the validation for upstreams that require authentication only"
+        )
+        return True
     check.valid, check.failure = bool(result.get("isValid")), result.get("failure")
     return check.valid
 

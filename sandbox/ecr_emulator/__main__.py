@@ -10,7 +10,7 @@ from pathlib import Path
 
 import uvicorn
 
-from .app import create_app, serve_both
+from .app import create_app, dated, serve_both
 from .behaviour import DEFAULT_PROFILE, PROFILES, SWITCHES, Behaviour, BehaviourError
 from .pullthrough import REFRESH_WINDOW, Settings
 
@@ -111,8 +111,10 @@ def main(argv: list[str] | None = None) -> None:
     # The first line on stdout tells process.py (and a person) where the server listens.
     print(f"ecr-emulator listening on http://{host}:{port}", flush=True)
     print(f"ecr-emulator blob host on {blob_url} (profile {chosen.profile})", flush=True)
-    served = serve_both(app, app.state.blob_host.app(), blob_address)
-    config = uvicorn.Config(served, log_level=args.log_level, access_log=False, lifespan="on")
+    served = dated(serve_both(app, app.state.blob_host.app(), blob_address), app.state.clock)
+    config = uvicorn.Config(
+        served, log_level=args.log_level, access_log=False, lifespan="on", date_header=False
+    )
     uvicorn.Server(config).run(sockets=[sock, blob_sock])
     sys.exit(0)
 

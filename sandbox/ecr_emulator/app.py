@@ -8,6 +8,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import ops_cache, ops_layers, ops_repos
 from .api import TARGET_PREFIX, Context, handle
@@ -166,7 +167,30 @@ def create_app(
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.blob_host = blob_host
+    app.state.clock = clock
     return app
+
+
+def dated(app: ASGIApp, clock: Clock) -> ASGIApp:
+    """Every answer carries ``Date`` in the emulated clock, as AWS answers carry AWS's time (an
+    origin server with a clock sends Date, RFC 9110 section 6.6.1): a client that times ECR's
+    refresh window reads ECR's clock, which the tests move. Run uvicorn with ``date_header=False``."""
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_dated(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                date = formatdate(clock.now(), usegmt=True).encode()
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", date)]}
+            await send(message)
+
+        await app(scope, receive, send_dated)
+
+    return wrapped
 
 
 def serve_both(main: Starlette, blob: ASGIApp, blob_address: tuple[str, int]) -> ASGIApp:

@@ -39,12 +39,20 @@ TagMutability = Literal["MUTABLE", "IMMUTABLE", "MUTABLE_WITH_EXCLUSION", "IMMUT
 PolicySource = dict[str, Any] | str
 
 
+#: why a template with resource tags or KMS needs a role (docs/ecr-facts.md, "Creation templates")
+TEMPLATE_ROLE_DOCS = (
+    "https://docs.aws.amazon.com/AmazonECR/latest/userguide/repository-creation-templates-create.html"
+)
+
+
 class TemplateSpec(StrictModel):
     """Repository creation template for a rule's prefix; applies only to repositories ECR creates later.
 
     IMMUTABLE stops ECR from refreshing a cached tag (containers-roadmap #2275): use it for digest-style tags.
     The ``*_WITH_EXCLUSION`` settings take wildcard filters in ``tag_mutability_exclusions`` (tags
-    matching them are the exception to the setting).
+    matching them are the exception to the setting). ``resource_tags`` or KMS encryption need
+    ``custom_role_arn``, the IAM role ECR assumes to create the repository: its service-linked role
+    may only call ecr:CreateRepository.
     """
 
     tag_mutability: TagMutability = "MUTABLE"
@@ -55,10 +63,18 @@ class TemplateSpec(StrictModel):
     repository_policy: PolicySource | None = None
     resource_tags: dict[str, str] = {}
     description: str | None = Field(default=None, max_length=256)
+    custom_role_arn: str | None = None
+
+    @field_validator("custom_role_arn")
+    @classmethod
+    def _check_role(cls, value: str | None) -> str | None:
+        if value is not None and not ROLE_ARN_RE.fullmatch(value):
+            raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+        return value
 
     @model_validator(mode="after")
-    def _check_kms(self) -> TemplateSpec:
-        problems: list[Problem] = []
+    def _check_settings(self) -> TemplateSpec:
+        problems = self._role_problems()
         if self.kms_key is not None and self.encryption_type != "KMS":
             problems.append((("kms_key",), "kms_key needs encryption_type: KMS", self.kms_key))
         excluding = self.tag_mutability.endswith("_WITH_EXCLUSION")
@@ -76,6 +92,26 @@ class TemplateSpec(StrictModel):
             )
         raise_at("TemplateSpec", problems)
         return self
+
+    def _role_problems(self) -> list[Problem]:
+        if not self.needs_role or self.custom_role_arn is not None:
+            return []
+        what = " and ".join(
+            word
+            for word, used in (("resource_tags", self.resource_tags), ("KMS", self.encryption_type == "KMS"))
+            if used
+        )
+        message = (
+            f"a template with {what} needs custom_role_arn, an IAM role of the target account that ECR "
+            "assumes to create the repository: ECR's service-linked role for templates may only create "
+            f"repositories, and pulls through such a template fail without a role ({TEMPLATE_ROLE_DOCS})"
+        )
+        return [(("custom_role_arn",), message, None)]
+
+    @property
+    def needs_role(self) -> bool:
+        """Sets what ECR applies only with a custom role: resource tags or KMS encryption."""
+        return bool(self.resource_tags) or self.encryption_type == "KMS"
 
     @property
     def makes_immutable(self) -> bool:
@@ -258,6 +294,7 @@ def rule_problems(rules: Sequence[Rule], account: str | None) -> list[Problem]:
         prefixes.setdefault(rule.prefix, i)
         routes.setdefault(route, i)
         problems += _ecr_role_problems(i, rule, account)
+        problems += _template_role_problems(i, rule, account)
     return problems
 
 
@@ -277,6 +314,15 @@ def secret_problems(rules: Sequence[Rule], region: str, account: str | None) -> 
             )
             problems.append((("rules", i, "credential_secret"), message, rule.credential_secret))
     return problems
+
+
+def _template_role_problems(index: int, rule: Rule, account: str | None) -> list[Problem]:
+    """ECR documents a template's customRoleArn as a role in the registry's own account."""
+    role = rule.template.custom_role_arn if rule.template else None
+    if role is None or account is None or role.split(":")[4] == account:
+        return []
+    message = f"the role must be in the target account {account} (target.registry_id)"
+    return [(("rules", index, "template", "custom_role_arn"), message, role)]
 
 
 def _ecr_role_problems(index: int, rule: Rule, account: str | None) -> list[Problem]:

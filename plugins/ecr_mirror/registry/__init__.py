@@ -2,7 +2,7 @@
 (``media``), OCI 1.1 referrers (``referrers``), the HTTP headers they answer with (``headers``)
 and the errors (``errors``)."""
 
-from ecr_mirror.registry.client import RegistryClient
+from ecr_mirror.registry.client import BlobAnswer, RegistryClient
 from ecr_mirror.registry.errors import (
     AuthError,
     DigestMismatchError,
@@ -33,6 +33,7 @@ __all__ = [
     "OCI_INDEX",
     "OCI_MANIFEST",
     "AuthError",
+    "BlobAnswer",
     "Challenge",
     "DigestMismatchError",
     "FetchedManifest",

@@ -16,6 +16,7 @@ import json
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
@@ -42,6 +43,7 @@ from ecr_mirror.registry.headers import (
     RateLimit,
     parse_rate_limit,
     parse_www_authenticate,
+    response_date,
     retry_after,
 )
 from ecr_mirror.registry.media import (
@@ -178,7 +180,7 @@ class RegistryClient:
         media_type = _media_type(response)
         if media_type in ("", "application/json", "application/octet-stream"):
             media_type = json.loads(body).get("mediaType", media_type)
-        return FetchedManifest(digest, media_type, body)
+        return FetchedManifest(digest, media_type, body, response_date(response.headers))
 
     def list_tags(self, repository: str, page_size: int | None = None) -> list[str]:
         """All tags, every page."""
@@ -207,17 +209,29 @@ class RegistryClient:
             yield response
             url, params = self._next_page(response, path), None
 
-    def stream_blob(self, repository: str, digest: str, chunk_size: int = 1 << 20) -> int:
-        """Read a blob (following redirects) and discard it; returns the byte count.
-
-        httpx drops the Authorization header when a redirect leaves the origin (e.g. to S3).
-        """
-        return self._read_blob(repository, digest, chunk_size, keep=None)[0]
-
     def read_blob(self, repository: str, digest: str, max_bytes: int = 4 << 20) -> bytes:
-        """A small blob's bytes (a signature payload, an SBOM), verified against ``digest``;
-        refuses blobs over ``max_bytes`` rather than reading them into memory."""
-        body = self._read_blob(repository, digest, 1 << 16, keep=max_bytes)[1]
+        """A small blob's bytes (a signature payload, an SBOM), following redirects, verified
+        against ``digest``; refuses blobs over ``max_bytes`` rather than reading them into memory."""
+        url = self._url(repository, "blobs", digest)
+
+        def read() -> bytes:
+            response = self._send("GET", url, repository, digest, {}, stream=True, follow_redirects=True)
+            body = bytearray()
+            try:
+                for chunk in response.iter_bytes(1 << 16):
+                    body += chunk
+                    if len(body) > max_bytes:
+                        raise RegistryError(
+                            f"blob is larger than {max_bytes} bytes",
+                            registry=self.registry,
+                            repository=repository,
+                            reference=digest,
+                        )
+            finally:
+                response.close()
+            return bytes(body)
+
+        body = self._call(read, repository, digest)
         algorithm = digest.partition(":")[0]
         if algorithm not in DIGEST_ALGORITHMS or compute_digest(body, algorithm) != digest:
             raise DigestMismatchError(
@@ -228,34 +242,38 @@ class RegistryClient:
             )
         return body
 
-    def _read_blob(
-        self, repository: str, digest: str, chunk_size: int, keep: int | None
-    ) -> tuple[int, bytes]:
-        """GET a blob (following redirects): its size, and its bytes when ``keep`` is a bound (an
-        error past it); ``keep=None`` streams the blob and keeps nothing."""
+    def blob_answer(self, repository: str, digest: str, *, read: bool = True) -> BlobAnswer:
+        """GET a blob without following a redirect: where the registry redirects to (ECR sends
+        layers to S3), or the byte count of the body it served itself (read and discarded; not
+        read when ``read`` is false)."""
         url = self._url(repository, "blobs", digest)
 
-        def read() -> tuple[int, bytes]:
-            response = self._send("GET", url, repository, digest, {}, stream=True, follow_redirects=True)
-            body, count = bytearray(), 0
+        def ask() -> BlobAnswer:
+            response = self._send("GET", url, repository, digest, {}, stream=True)
             try:
-                for chunk in response.iter_bytes(chunk_size):
-                    count += len(chunk)
-                    if keep is None:
-                        continue
-                    body += chunk
-                    if count > keep:
-                        raise RegistryError(
-                            f"blob is larger than {keep} bytes",
-                            registry=self.registry,
-                            repository=repository,
-                            reference=digest,
-                        )
+                if response.is_redirect:
+                    return BlobAnswer(str(response.url.join(response.headers["Location"])), None)
+                size = sum(len(chunk) for chunk in response.iter_bytes(1 << 20)) if read else None
+                return BlobAnswer(None, size)
             finally:
                 response.close()
-            return count, bytes(body)
 
-        return self._call(read, repository, digest)
+        return self._call(ask, repository, digest)
+
+    def read_elsewhere(self, url: str, chunk_size: int = 1 << 20) -> int:
+        """Read (and discard) what another host serves at ``url``, a blob redirect's target,
+        following its redirects, WITHOUT this registry's credentials: S3 refuses a pre-signed
+        request that also carries an Authorization header, and no other host may see them.
+        Errors name the host only: a pre-signed URL's query is a credential too."""
+        host = httpx.URL(url).host
+
+        def read() -> int:
+            with self._client.stream("GET", url, follow_redirects=True) as response:
+                if response.status_code >= 400:
+                    raise RegistryError(f"HTTP {response.status_code} from {host}", registry=self.registry)
+                return sum(len(chunk) for chunk in response.iter_bytes(chunk_size))
+
+        return self._call(read, host, None)
 
     # -- transport ----------------------------------------------------------------------------
 
@@ -425,6 +443,14 @@ class RegistryClient:
                 status=status,
             )
         return token, float(body.get("expires_in") or DEFAULT_TOKEN_LIFETIME_S)
+
+
+@dataclass(frozen=True)
+class BlobAnswer:
+    """How a registry answered a blob GET: a redirect (``location``) or the body (``size`` read)."""
+
+    location: str | None
+    size: int | None
 
 
 def _basic_header(credentials: tuple[str, str]) -> str:

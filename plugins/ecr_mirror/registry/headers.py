@@ -1,11 +1,13 @@
 """HTTP headers a registry answers with: auth challenges (RFC 7235), Docker Hub's rate-limit
-headers and Retry-After (RFC 9110)."""
+headers, Retry-After and Date (RFC 9110)."""
 
 from __future__ import annotations
 
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -77,3 +79,16 @@ def retry_after(headers: httpx.Headers) -> float | None:
         return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
     except (TypeError, ValueError):
         return None
+
+
+def response_date(headers: Mapping[str, str]) -> datetime | None:
+    """An answer's ``Date`` (the server's clock), timezone-aware; None when absent or unreadable.
+    ``headers``: httpx's (case-insensitive) or botocore's (lower-cased) header mapping."""
+    value = headers.get("date") or headers.get("Date")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)

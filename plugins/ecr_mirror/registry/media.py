@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -29,6 +30,8 @@ class FetchedManifest:
     digest: str
     media_type: str
     body: bytes
+    #: the Date of the registry's answer (its clock), when it sent one
+    served_at: datetime | None = field(default=None, compare=False)
 
     def json(self) -> dict[str, Any]:
         document: dict[str, Any] = json.loads(self.body)
