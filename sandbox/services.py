@@ -70,6 +70,27 @@ class Sandbox:
         blob host) since the last call: each call returns and clears them."""
         return self.emulator("violations/reset", {})["violations"]
 
+    def rule_prefixes(self) -> set[str]:
+        """The ECR repository prefixes of the emulator's pull through cache rules."""
+        rules = self._ecr().get_paginator("describe_pull_through_cache_rules").paginate()
+        return {r["ecrRepositoryPrefix"] for page in rules for r in page["pullThroughCacheRules"]}
+
+    def delete_rules_except(self, keep: set[str]) -> None:
+        """Delete every pull through cache rule whose prefix is not in ``keep``: a session's
+        sandbox outlives its tests, and ECR allows 50 rules per registry (the emulator too)."""
+        ecr = self._ecr()
+        for prefix in self.rule_prefixes() - keep:
+            ecr.delete_pull_through_cache_rule(ecrRepositoryPrefix=prefix)
+
+    def _ecr(self) -> Any:
+        return boto3.client(
+            "ecr",
+            endpoint_url=self.ecr_url,
+            region_name=REGION,
+            aws_access_key_id="sandbox",
+            aws_secret_access_key="sandbox-secret",
+        )
+
     def stop(self) -> None:
         self._stack.close()
 

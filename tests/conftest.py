@@ -60,7 +60,9 @@ def sandbox(
     """The session's sandbox. A test marked ``own_clock`` gets an ECR emulator of its own (same
     upstream registries and Secrets Manager), so the clock it moves is no other test's."""
     if request.node.get_closest_marker("own_clock") is None:
+        rules = shared_sandbox.rule_prefixes()
         yield shared_sandbox
+        shared_sandbox.delete_rules_except(rules)  # the rules this test created
         return
     from sandbox.ecr_emulator.process import start_emulator
     from sandbox.services import ACCOUNT, REGION

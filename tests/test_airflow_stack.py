@@ -76,6 +76,7 @@ def upstream_digests(shared_sandbox) -> dict[str, str]:
 def stack(
     shared_sandbox, upstream_digests, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AirflowStack]:
+    rules = shared_sandbox.rule_prefixes()
     home = tmp_path_factory.mktemp("stack")
     for name, text in MANIFESTS.items():
         (home / "manifests").mkdir(exist_ok=True)
@@ -101,6 +102,7 @@ def stack(
         yield running
     finally:
         running.stop()
+        shared_sandbox.delete_rules_except(rules)
 
 
 def trigger(stack: AirflowStack, dag_id: str, conf: dict[str, object] | None = None) -> str:

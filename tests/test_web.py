@@ -86,6 +86,7 @@ def run_path(dag_id: str, run_id: str) -> str:
 
 @pytest.fixture(scope="module")
 def site(shared_sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    rules = shared_sandbox.rule_prefixes()
     home = tmp_path_factory.mktemp("web")
     (home / "manifests").mkdir()
     for name, text in MANIFESTS.items():
@@ -137,6 +138,7 @@ def site(shared_sandbox, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield Site(stack, team_runs, secret_run, upstream)
     finally:
         stack.stop()
+        shared_sandbox.delete_rules_except(rules)
 
 
 @pytest.fixture
