@@ -26,6 +26,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
+from ecr_mirror import cli_format as fmt
+from ecr_mirror.cli_logging import configure_logging, load_airflow
 from ecr_mirror.states import DriftPolicy
 
 if TYPE_CHECKING:
@@ -37,70 +39,7 @@ if TYPE_CHECKING:
 #: exit codes, the same for every subcommand (3: ecr-mirror itself failed, see main)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASHED = 0, 1, 2, 3
 
-_ERROR_WIDTH = 60
 _log = logging.getLogger("ecr_mirror.cli")
-
-
-def _short(digest: str | None) -> str:
-    return digest[:19] if digest else "-"
-
-
-def _name(image: str, reference: str) -> str:
-    """``image:tag``, or ``image@sha256:<12 hex>`` for a digest pin (the digest columns show more)."""
-    return f"{image}@{_short(reference)}" if reference.startswith("sha256:") else f"{image}:{reference}"
-
-
-def _table(rows: Sequence[Sequence[Any]], headers: Sequence[str]) -> str:
-    from tabulate import tabulate
-
-    return tabulate(rows, headers=headers, maxcolwidths=[None] * (len(headers) - 1) + [_ERROR_WIDTH])
-
-
-# -- logging ---------------------------------------------------------------------------------------
-
-
-def _levels(verbosity: int) -> tuple[int, int]:
-    """(level of other libraries' logs, level of ecr-mirror's own): quiet by default."""
-    if verbosity >= 2:
-        return logging.DEBUG, logging.DEBUG
-    if verbosity == 1:
-        return logging.INFO, logging.INFO
-    return logging.ERROR, logging.WARNING
-
-
-def _configure_logging(verbosity: int) -> None:
-    """Every log line to stderr, never stdout: stdout is the command's result."""
-    others, own = _levels(verbosity)
-    root = logging.getLogger()
-    if not root.handlers:  # a host that set up logging (a test runner) keeps its handlers
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(others)
-    logging.getLogger("ecr_mirror").setLevel(own)
-
-
-def _load_airflow(verbosity: int) -> None:
-    """Import Airflow for a connection, keeping its logs on stderr at the CLI's levels.
-
-    Importing ``airflow`` runs ``settings.initialize()``, which configures logging to stdout at
-    INFO (so ``plan --json | jq`` used to read the Amazon hook's log lines first). Airflow's own
-    configuration is applied again with stderr as output: it keeps its secrets masking.
-    """
-    from contextlib import redirect_stdout
-
-    with redirect_stdout(sys.stderr):
-        import airflow  # noqa: F401  (its first import configures logging)
-    from airflow.sdk.log import configure_logging
-
-    others, own = _levels(verbosity)
-    configure = getattr(configure_logging, "__wrapped__", configure_logging)  # it is functools.cache'd
-    configure(output=sys.stderr, log_level=logging.getLevelName(others), colored_console_log=False)
-    root = logging.getLogger()
-    root.setLevel(others)
-    for handler in root.handlers:
-        handler.setLevel(logging.NOTSET)
-    logging.getLogger("ecr_mirror").setLevel(own)
 
 
 # -- validate, schema ------------------------------------------------------------------------------
@@ -200,7 +139,7 @@ def _plan(args: argparse.Namespace) -> int:
     options = None if manifest is None else _options(args, manifest)
     if manifest is None or options is None:
         return EXIT_BAD_INPUT
-    _load_airflow(args.verbose)
+    load_airflow(args.verbose)
     rules_error: str | None = None
     checks: list[RuleCheck] = []
     with open_mirror(manifest) as mirror:
@@ -260,22 +199,22 @@ def _print_plan(
     counts: dict[str, int],
 ) -> None:
     if checks:
-        print(_table(_rule_rows(checks), ["rule", "action", "ecr says", "changes"]))
+        print(fmt.table(_rule_rows(checks), ["rule", "action", "ecr says", "changes"]))
         print()
     if rules_error is not None:
         print(f"rules: {rules_error}\n")
     table = [
         [
-            _name(r["image"], r["tag"]),
+            fmt.name(r["image"], r["tag"]),
             r["ecr_repository"],
             r["action"],
-            _short(r["upstream_digest"]),
-            _short(r["cached_digest"]),
+            fmt.short(r["upstream_digest"]),
+            fmt.short(r["cached_digest"]),
             r["error"] or "",
         ]
         for r in rows
     ]
-    print(_table(table, ["image", "ecr repository", "action", "upstream", "ecr", "error"]))
+    print(fmt.table(table, ["image", "ecr repository", "action", "upstream", "ecr", "error"]))
     print(f"\n{manifest.name}: " + ", ".join(f"{n} {a}" for a, n in sorted(counts.items())))
 
 
@@ -291,7 +230,7 @@ def _sync(args: argparse.Namespace) -> int:
     options = None if manifest is None else _options(args, manifest)
     if manifest is None or options is None:
         return EXIT_BAD_INPUT
-    _load_airflow(args.verbose)
+    load_airflow(args.verbose)
     run = RunInfo(f"cli__{datetime.now(UTC).isoformat()}", manifest.dag_id, manifest.name)
     with open_mirror(manifest) as mirror:
         # the same steps as a DAG run (and a dry-run trigger's, with --dry-run)
@@ -322,7 +261,7 @@ def _sync(args: argparse.Namespace) -> int:
         print(json.dumps(result, default=str, indent=2))
     else:
         if any(check.changes or check.warnings for check in checks):
-            print(_table(_rule_rows(checks), ["rule", "action", "ecr says", "changes"]) + "\n")
+            print(fmt.table(_rule_rows(checks), ["rule", "action", "ecr says", "changes"]) + "\n")
         print(f"run {run.run_id} of {run.dag_id}" + (" (dry run)" if options.dry_run else ""))
         print(_audit_table(records))
         print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
@@ -332,17 +271,17 @@ def _sync(args: argparse.Namespace) -> int:
 def _audit_table(records: Sequence[AuditRecord]) -> str:
     rows = [
         [
-            _name(r.image, r.tag),
+            fmt.name(r.image, r.tag),
             r.ecr_repository,
             r.action,
             r.status,
-            _short(r.upstream_digest),
-            _short(r.cached_digest_after),
+            fmt.short(r.upstream_digest),
+            fmt.short(r.cached_digest_after),
             r.error or "",
         ]
         for r in records
     ]
-    return _table(rows, ["image", "ecr repository", "action", "status", "upstream", "ecr after", "error"])
+    return fmt.table(rows, ["image", "ecr repository", "action", "status", "upstream", "ecr after", "error"])
 
 
 # -- the parser --------------------------------------------------------------------------------------
@@ -445,12 +384,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser(audit).parse_args(argv)
     args.verbose = getattr(args, "verbose", 0)
     # restored afterwards, for callers that run main() in their own process (tests, scripts): the
-    # logging configuration, and structlog's, which _load_airflow points at this call's stderr
+    # logging configuration, and structlog's, which load_airflow points at this call's stderr
     root = logging.getLogger()
     handlers, level, own = list(root.handlers), root.level, logging.getLogger("ecr_mirror").level
     structlog = sys.modules.get("structlog")
     structlog_config = structlog.get_config() if structlog is not None else None
-    _configure_logging(args.verbose)
+    configure_logging(args.verbose)
     try:
         code: int = args.func(args)
     except Exception as exc:  # one line for the user, the traceback with -vv

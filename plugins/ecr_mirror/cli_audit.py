@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
 import json
 import re
 import sys
@@ -27,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from tabulate import tabulate
 
 from ecr_mirror import audit_read, audit_retention
+from ecr_mirror import cli_audit_tables as tables
+from ecr_mirror import cli_format as fmt
 from ecr_mirror.audit import AuditStore, tag_rows
 from ecr_mirror.audit_migrations import upgrade
 from ecr_mirror.audit_read import RunView, TagRow
@@ -42,7 +42,6 @@ SUBCOMMANDS = ("runs", "tags", "history", "prune", "migrate")
 #: exit statuses
 OK, FAILED, UNAVAILABLE = 0, 1, 2
 
-_ERROR_WIDTH = 60
 _AGE = re.compile(r"^(\d+)([mhdw])$")
 _AGE_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -236,25 +235,6 @@ def _reading(func: Callable[[argparse.Namespace, AuditStore], int]) -> Callable[
 # -- output ------------------------------------------------------------------------------------------
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
-def _print_json(rows: Sequence[dict[str, Any]]) -> None:
-    print(json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=2))
-
-
-def _print_csv(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    writer = csv.DictWriter(sys.stdout, fieldnames=list(columns), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow(
-            {k: json.dumps(v) if isinstance(v, dict | list) else _plain(v) for k, v in row.items()}
-        )
-
-
 def _emit(
     args: argparse.Namespace,
     rows: Sequence[dict[str, Any]],
@@ -263,35 +243,13 @@ def _emit(
     empty: str,
 ) -> None:
     if args.json:
-        _print_json(rows)
+        fmt.print_json(rows)
     elif args.csv:
-        _print_csv(rows, columns)
+        fmt.print_csv(rows, columns)
     elif rows:
         print(table())
     else:
         print(empty, file=sys.stderr)
-
-
-def _when(value: datetime | None) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
-
-
-def _short(digest: str | None) -> str:
-    return digest[:19] if digest else "-"
-
-
-def _name(image: str, reference: str) -> str:
-    """``image:tag``, or ``image@sha256:<12 hex>`` for a digest pin."""
-    return f"{image}@{_short(reference)}" if reference.startswith("sha256:") else f"{image}:{reference}"
-
-
-def _counts(counts: dict[str, int]) -> str:
-    return ", ".join(f"{n} {status}" for status, n in counts.items()) or "no rows"
-
-
-def _error(row: TagRow) -> str:
-    kind = row.get("error_kind")
-    return (row["error"] or "") + (f" [{kind}]" if kind else "")
 
 
 # -- runs --------------------------------------------------------------------------------------------
@@ -299,38 +257,6 @@ def _error(row: TagRow) -> str:
 
 def _run_dict(run: RunView) -> dict[str, Any]:
     return {**asdict(run), "failed": run.failed}
-
-
-def _run_type(run: RunView) -> str:
-    kind = run.run_type or "-"
-    return f"{kind} (dry run)" if run.dry_run else kind
-
-
-def _runs_table(runs: Sequence[RunView]) -> str:
-    rows = [
-        [
-            r.dag_id,
-            r.run_id,
-            r.status,
-            _when(r.started_at),
-            _when(r.finished_at),
-            _counts(r.counts),
-            _run_type(r),
-            r.triggered_by or "-",
-        ]
-        for r in runs
-    ]
-    headers = [
-        "dag id",
-        "run id",
-        "status",
-        "started (UTC)",
-        "finished (UTC)",
-        "tags",
-        "type",
-        "triggered by",
-    ]
-    return tabulate(rows, headers=headers)
 
 
 def _require_dag(store: AuditStore, dag_id: str | None) -> None:
@@ -350,7 +276,7 @@ def _runs(args: argparse.Namespace, store: AuditStore) -> int:
         limit=args.limit,
     )
     columns = [f.name for f in fields(RunView)] + ["failed"]
-    _emit(args, [_run_dict(r) for r in runs], columns, lambda: _runs_table(runs), "no runs match")
+    _emit(args, [_run_dict(r) for r in runs], columns, lambda: tables.runs_table(runs), "no runs match")
     latest: dict[str, RunView] = {}
     for run in runs:  # newest first
         latest.setdefault(run.dag_id, run)
@@ -358,24 +284,6 @@ def _runs(args: argparse.Namespace, store: AuditStore) -> int:
 
 
 # -- tags --------------------------------------------------------------------------------------------
-
-_TAG_COLUMNS = ["image", "ecr repository", "action", "status", "upstream", "ecr after", "error"]
-
-
-def _tags_table(rows: Sequence[TagRow]) -> str:
-    table = [
-        [
-            _name(r["image"], r["tag"]),
-            r["ecr_repository"],
-            r["action"],
-            r["status"],
-            _short(r["upstream_digest"]),
-            _short(r["cached_digest_after"]),
-            _error(r),
-        ]
-        for r in rows
-    ]
-    return tabulate(table, headers=_TAG_COLUMNS, maxcolwidths=[None] * 6 + [_ERROR_WIDTH])
 
 
 @dataclass
@@ -424,9 +332,11 @@ def _tags(args: argparse.Namespace, store: AuditStore) -> int:
     rows = [r for r in every if _matches(r, statuses, args.image)]
     failed = run.summary.failed if run.summary else any(r["status"] == Status.FAILED for r in every)
     if not (args.json or args.csv):
-        state = f"{run.summary.status} ({_counts(run.summary.counts)})" if run.summary else "no summary yet"
+        state = (
+            f"{run.summary.status} ({tables.counts(run.summary.counts)})" if run.summary else "no summary yet"
+        )
         print(f"run {run.run_id} of {run.dag_id}: {state}")
-    _emit(args, rows, tag_rows.columns.keys(), lambda: _tags_table(rows), "no rows match")
+    _emit(args, rows, tag_rows.columns.keys(), lambda: tables.tags_table(rows), "no rows match")
     return FAILED if failed else OK
 
 
@@ -450,35 +360,6 @@ def _reference(text: str) -> tuple[list[str], str]:
     return names, reference
 
 
-def _history_table(rows: Sequence[TagRow]) -> str:
-    table = [
-        [
-            _when(r["finished_at"]),
-            r["dag_id"],
-            r["run_id"],
-            r["action"],
-            r["status"],
-            _short(r["upstream_digest"]),
-            _short(r["cached_digest_before"]),
-            _short(r["cached_digest_after"]),
-            _error(r),
-        ]
-        for r in rows
-    ]
-    headers = [
-        "finished (UTC)",
-        "dag id",
-        "run id",
-        "action",
-        "status",
-        "upstream",
-        "ecr before",
-        "ecr after",
-        "error",
-    ]
-    return tabulate(table, headers=headers, maxcolwidths=[None] * 8 + [_ERROR_WIDTH])
-
-
 @_reading
 def _history(args: argparse.Namespace, store: AuditStore) -> int:
     names, tag = _reference(args.reference)
@@ -486,7 +367,7 @@ def _history(args: argparse.Namespace, store: AuditStore) -> int:
     rows = audit_read.history(store, names, tag, dag_id=args.dag_id, limit=args.limit)
     if not rows:
         raise AuditUnavailable(f"no rows of {args.reference} in the audit at {_shown(store.engine.url)}")
-    _emit(args, rows, tag_rows.columns.keys(), lambda: _history_table(rows), "")
+    _emit(args, rows, tag_rows.columns.keys(), lambda: tables.history_table(rows), "")
     return FAILED if rows[0]["status"] == Status.FAILED else OK
 
 
@@ -500,7 +381,7 @@ def _prune(args: argparse.Namespace, store: AuditStore) -> int:
         print(json.dumps(asdict(pruned)))
         return OK
     if args.csv:
-        _print_csv([asdict(pruned)], list(asdict(pruned)))
+        fmt.print_csv([asdict(pruned)], list(asdict(pruned)))
         return OK
     verb = "would delete" if args.dry_run else "deleted"
     print(

@@ -20,7 +20,8 @@ from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
 from ecr_mirror.platforms import check_held_platforms
 from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
-from ecr_mirror.pull import Outcome, Puller
+from ecr_mirror.pull import Puller
+from ecr_mirror.pull_outcome import Outcome
 from ecr_mirror.refs import ImageRef, tag_problem
 from ecr_mirror.settings import get_settings
 from ecr_mirror.states import Action, DriftPolicy, RunStatus, Status

@@ -26,8 +26,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from ecr_mirror.ecr import CachedImages, Mutability
@@ -36,6 +35,7 @@ from ecr_mirror.pins import find_carrier
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.platforms import every_platform, select_platforms
 from ecr_mirror.protocols import PullTarget, RegistryEndpoint, UpstreamRegistries
+from ecr_mirror.pull_outcome import Outcome, Pulled, PullFailed, check_pulled, failed
 from ecr_mirror.refresh import RefreshTimer, refresh_timer, stale_after_pull_note
 from ecr_mirror.registry import FetchedManifest, NotFoundError, compute_digest
 from ecr_mirror.states import Action, Intent, Status
@@ -55,79 +55,12 @@ class PullMemory(Protocol):
     def pin_carrier(self, repository: str, digest: str) -> str | None: ...
 
 
-@dataclass
-class Outcome:
-    item: PlanItem
-    status: Status
-    cached_digest_after: str | None
-    #: why a tag failed; for the other statuses, the note (what happened and why)
-    error: str | None = None
-    platform_digests: dict[str, str] | None = None
-    warmed_bytes: int | None = None
-    #: when this run's manifest GET through ECR pulled the tag (ECR's clock), None: not pulled
-    pulled_at: datetime | None = None
-    #: a digest pin pulled through this upstream tag
-    via_tag: str | None = None
-
-    def add_note(self, note: str) -> None:
-        self.error = f"{self.error}; {note}" if self.error else note
-
-
-@dataclass
-class _Pulled:
-    """What the trigger brought: the top manifest and the image manifests selected under it."""
-
-    top: FetchedManifest
-    images: dict[str, FetchedManifest] = field(default_factory=dict)  # digest -> image manifest
-    platform_digests: dict[str, str] | None = None
-    via_tag: str | None = None
-    #: ECR's time of the GET that pulled ``top`` (this machine's when ECR sent no Date)
-    pulled_at: datetime = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.pulled_at = self.top.served_at or datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class _PullFailed:
-    """Why the trigger did not bring the tag (the failed row's error), and what ECR holds for it
-    when a pull happened before the failure (e.g. an index that lacks a selected platform)."""
-
-    error: str
-    held: str | None = None
-    platform_digests: dict[str, str] | None = None
-    pulled_at: datetime | None = None
-
-
 def _image_of_item(item: PlanItem) -> int:
     return item.tag.image_index
 
 
 def _ref(repository: str, reference: str) -> str:
     return f"{repository}{'@' if reference.startswith('sha256:') else ':'}{reference}"
-
-
-def _failed(item: PlanItem, failure: _PullFailed) -> Outcome:
-    held = failure.held or item.cached_digest
-    return Outcome(
-        item, Status.FAILED, held, failure.error, failure.platform_digests, pulled_at=failure.pulled_at
-    )
-
-
-def check_pulled(item: PlanItem, pulled: _Pulled, listing: CachedImages) -> Outcome | None:
-    """The outcome of a pull whose tag now has the upstream digest in ECR: pulled, or failed when
-    a manifest under it is missing (an index's children, or the selected platforms). None when
-    ECR does not have the upstream digest for the tag."""
-    after = listing.digest_for(item.tag.reference)
-    if after != item.upstream_digest:
-        return None
-    platforms = pulled.platform_digests
-    wanted = set(platforms.values()) if platforms else {d for _, d in pulled.top.children()}
-    absent = sorted(wanted - listing.digests)
-    if absent:
-        error = f"ECR has the index {after} but not its manifests {', '.join(absent)}"
-        return Outcome(item, Status.FAILED, after, error, platforms)
-    return Outcome(item, Status.PULLED, after, None, platforms)
 
 
 class Puller:
@@ -166,13 +99,13 @@ class Puller:
             to_pull = [item for item in items if id(item) not in outcomes]
             triggered = fair_map(pool, self._trigger, to_pull, _image_of_item)
             pulled = dict(zip(map(id, to_pull), triggered, strict=True))
-            repositories = {i.tag.cache_repository for i in to_pull if isinstance(pulled[id(i)], _Pulled)}
+            repositories = {i.tag.cache_repository for i in to_pull if isinstance(pulled[id(i)], Pulled)}
             listings = settled_map(pool, self.target.cached_images, sorted(repositories))
-            warm: list[tuple[PlanItem, _Pulled]] = []
+            warm: list[tuple[PlanItem, Pulled]] = []
             for item in to_pull:
                 result = pulled[id(item)]
-                if isinstance(result, _PullFailed):
-                    outcomes[id(item)] = _failed(item, result)
+                if isinstance(result, PullFailed):
+                    outcomes[id(item)] = failed(item, result)
                     continue
                 outcome = self._verify(item, result, listings[item.tag.cache_repository])
                 outcomes[id(item)] = outcome
@@ -260,12 +193,12 @@ class Puller:
 
     # -- pulling -----------------------------------------------------------------------------
 
-    def _trigger(self, item: PlanItem) -> _Pulled | _PullFailed:
+    def _trigger(self, item: PlanItem) -> Pulled | PullFailed:
         """Evict if the policy says so, pull the tag, then the selected platforms by digest."""
         with self.slot(item.tag.image_index):
             return self._trigger_held(item)
 
-    def _trigger_held(self, item: PlanItem) -> _Pulled | _PullFailed:
+    def _trigger_held(self, item: PlanItem) -> Pulled | PullFailed:
         tag, repository = item.tag, item.tag.cache_repository
         step = "pull through"
         try:
@@ -277,11 +210,11 @@ class Puller:
             if tag.tag is None:
                 step = "pulling the digest pin"
                 pin = self._pull_pin(registry, item)
-                if isinstance(pin, _PullFailed):
+                if isinstance(pin, PullFailed):
                     return pin
                 pulled = pin
             else:
-                pulled = _Pulled(registry.get_manifest(repository, tag.reference))
+                pulled = Pulled(registry.get_manifest(repository, tag.reference))
             if not pulled.top.is_index:
                 pulled.images[pulled.top.digest] = pulled.top
                 if item.platforms is not None:
@@ -292,15 +225,15 @@ class Puller:
             step = "pulling the selected platforms"
             return _pull_platforms(registry, item, pulled)
         except Exception as exc:  # recorded per tag
-            return _PullFailed(f"{step} {_ref(repository, tag.reference)} failed: {exc}")
+            return PullFailed(f"{step} {_ref(repository, tag.reference)} failed: {exc}")
 
-    def _pull_pin(self, registry: RegistryEndpoint, item: PlanItem) -> _Pulled | _PullFailed:
+    def _pull_pin(self, registry: RegistryEndpoint, item: PlanItem) -> Pulled | PullFailed:
         """A digest-only pin: pulled by digest, or, when ECR answers not found (a first pull by
         digest, containers-roadmap #2837), through an upstream tag that carries the digest."""
         tag, repository = item.tag, item.tag.cache_repository
         digest = tag.reference
         try:
-            return _Pulled(registry.get_manifest(repository, digest))
+            return Pulled(registry.get_manifest(repository, digest))
         except NotFoundError:
             if self.upstreams is None:
                 raise
@@ -312,16 +245,16 @@ class Puller:
         )
         if search.carrier is None:
             inside = f", {search.index_reads} indexes read" if search.index_reads else ""
-            return _PullFailed(
+            return PullFailed(
                 f"{tag.image}@{digest} cannot be pulled: ECR answers not found to a first pull by digest "
                 f"(containers-roadmap #2837) and none of the {search.heads} upstream tags checked carries "
                 f"this digest ({search.tags} tags listed, newest versions first{inside}): pin the image with "
                 f"a tag that carries it ({tag.image}:<tag>@{digest}) or check the digest"
             )
         registry.get_manifest(repository, search.carrier.tag)
-        return _Pulled(registry.get_manifest(repository, digest), via_tag=search.carrier.tag)
+        return Pulled(registry.get_manifest(repository, digest), via_tag=search.carrier.tag)
 
-    def _verify(self, item: PlanItem, pulled: _Pulled, listing: CachedImages | Exception) -> Outcome:
+    def _verify(self, item: PlanItem, pulled: Pulled, listing: CachedImages | Exception) -> Outcome:
         repository = item.tag.cache_repository
         if isinstance(listing, Exception):
             error = f"verifying {repository} in ECR failed: {listing}"
@@ -338,7 +271,7 @@ class Puller:
         return outcome
 
     def _not_refreshed(
-        self, item: PlanItem, pulled: _Pulled, listing: CachedImages, timer: RefreshTimer | None
+        self, item: PlanItem, pulled: Pulled, listing: CachedImages, timer: RefreshTimer | None
     ) -> Outcome:
         """After the pull ECR does not have the upstream digest: stale (still the old image) or failed."""
         after, upstream = listing.digest_for(item.tag.reference), item.upstream_digest
@@ -355,7 +288,7 @@ class Puller:
     # -- warming -----------------------------------------------------------------------------
 
     def _warm(
-        self, work: list[tuple[PlanItem, _Pulled]], outcomes: dict[int, Outcome], pool: ThreadPoolExecutor
+        self, work: list[tuple[PlanItem, Pulled]], outcomes: dict[int, Outcome], pool: ThreadPoolExecutor
     ) -> None:
         """Ask ECR for each blob of the pulled images once, and record which ones ECR holds.
 
@@ -398,7 +331,7 @@ class Puller:
             self.memory.mark_warmed(repository, sizes)
 
     def _blobs_to_warm(
-        self, work: list[tuple[PlanItem, _Pulled]], outcomes: dict[int, Outcome]
+        self, work: list[tuple[PlanItem, Pulled]], outcomes: dict[int, Outcome]
     ) -> tuple[list[tuple[PlanItem, str]], Counter[int]]:
         """(item, blob digest) to ask for, each blob once per repository and none warmed before;
         and per item how many of its blobs were warmed before or by another tag of the batch."""
@@ -427,7 +360,7 @@ class Puller:
             outcomes[id(item)].warmed_bytes = 0
         return jobs, skipped
 
-    def _images_to_warm(self, item: PlanItem, pulled: _Pulled) -> list[FetchedManifest]:
+    def _images_to_warm(self, item: PlanItem, pulled: Pulled) -> list[FetchedManifest]:
         """The selected image manifests; for a whole index every child, fetched by digest from ECR."""
         if pulled.images:
             return list(pulled.images.values())
@@ -473,13 +406,13 @@ def _drift_intent(item: PlanItem, mutability: Mutability | Exception | None) -> 
     return Intent.EVICT if item.on_drift == "evict-and-repull" else Intent.PULL
 
 
-def _pull_platforms(registry: RegistryEndpoint, item: PlanItem, pulled: _Pulled) -> _Pulled | _PullFailed:
+def _pull_platforms(registry: RegistryEndpoint, item: PlanItem, pulled: Pulled) -> Pulled | PullFailed:
     """Pull each selected platform's manifest by digest; failed when the index lacks one, keeping
     what ECR now holds: the index, with every platform it offers."""
     children = pulled.top.children()
     selected = select_platforms(item, children)
     if isinstance(selected, str):
-        return _PullFailed(selected, pulled.top.digest, every_platform(children), pulled.pulled_at)
+        return PullFailed(selected, pulled.top.digest, every_platform(children), pulled.pulled_at)
     pulled.platform_digests = selected
     for digest in selected.values():
         pulled.images[digest] = registry.get_manifest(item.tag.cache_repository, digest)
