@@ -15,6 +15,7 @@ from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.audit_retention import prune_expired
 from ecr_mirror.credentials import upstream_credentials
 from ecr_mirror.ecr import EcrTarget
+from ecr_mirror.gate import SignatureGate
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
@@ -238,7 +239,8 @@ class Mirror:
         self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
     ) -> list[AuditRecord]:
         """Pull, verify and warm one batch as the plan and the run's options say, then write its
-        audit rows before returning. ``dry_run`` pulls and deletes nothing (status ``planned``);
+        audit rows before returning. Tags the image's signature gate refuses are not pulled (gate.py).
+        ``dry_run`` pulls and deletes nothing (status ``planned``);
         ``force`` pulls up-to-date tags too."""
         puller = Puller(
             self.target,
@@ -249,7 +251,13 @@ class Mirror:
             force=options.force,
             upstreams=self.upstreams,
         )
-        outcomes = puller.run(plan)
+        gate = SignatureGate(self.manifest, self.upstreams, self.concurrency, self.slot)
+        refused, verified = gate.screen(plan, options.force)
+        pulled = iter(puller.run([item for item in plan if id(item) not in refused]))
+        outcomes = [refused[id(item)] if id(item) in refused else next(pulled) for item in plan]
+        for outcome in outcomes:
+            if note := verified.get(id(outcome.item)):
+                outcome.add_note(note)
         records = [_record(run, outcome) for outcome in outcomes]
         self.store.write(records)
         return records

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ecr_mirror.ecr import CachedImages, ImageTimes, Mutability
-from ecr_mirror.registry import BlobAnswer, FetchedManifest, ManifestInfo
+from ecr_mirror.registry import BlobAnswer, FetchedManifest, ManifestInfo, Referrers
 from ecr_mirror.tags import TagRef
 
 
@@ -68,11 +68,18 @@ class MirrorTarget(PullTarget, RuleTarget, Protocol):
 class UpstreamRegistry(Protocol):
     """One upstream registry's client (registry.RegistryClient)."""
 
+    #: the registry's host (and port), as messages name it
+    registry: str
+
     def list_tags(self, repository: str, page_size: int | None = None) -> list[str]: ...
 
     def head_manifest(self, repository: str, reference: str) -> ManifestInfo | None: ...
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
+
+    def read_blob(self, repository: str, digest: str, max_bytes: int = ...) -> bytes: ...
+
+    def list_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Referrers: ...
 
 
 class UpstreamRegistries(Protocol):
