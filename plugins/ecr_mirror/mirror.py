@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from ecr_mirror.artifact_pull import ArtifactPuller, artifact_records
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.audit_retention import prune_expired
 from ecr_mirror.credentials import upstream_credentials
@@ -258,9 +259,22 @@ class Mirror:
         for outcome in outcomes:
             if note := verified.get(id(outcome.item)):
                 outcome.add_note(note)
-        records = [_record(run, outcome) for outcome in outcomes]
+        records = self._artifact_records(outcomes, run) if not options.dry_run else []
+        records = [_record(run, outcome) for outcome in outcomes] + records
         self.store.write(records)
         return records
+
+    def _artifact_records(self, outcomes: Sequence[Outcome], run: RunInfo) -> list[AuditRecord]:
+        """Pull the artifacts of the batch's mirrored tags (artifact_pull.py); their rows. A tag
+        whose artifacts cannot be listed has its outcome failed here, before its row is made."""
+        puller = ArtifactPuller(
+            self.target,
+            self.upstreams,
+            lambda index: self.manifest.image_settings(index).artifacts,
+            self.concurrency,
+            self.slot,
+        )
+        return artifact_records(run.run_id, run.dag_id, run.manifest, puller.run(outcomes))
 
     def finish(
         self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False

@@ -1,0 +1,246 @@
+"""Signatures, attestations, SBOMs and referrers pulled through the cache with their image.
+
+After a batch's tags are pulled (or found up to date), each tag whose image has ``artifacts:``
+brings its artifacts along through the same pull through cache rule: they live in the image's
+upstream repository, so the same cache repository holds them. For each subject digest (the tag's
+digest and the manifests under it: the selected platforms, or every child of a whole index) the
+artifacts are found upstream (artifacts.discover_artifacts: manifest HEADs and referrers lists,
+no pulls), then:
+
+- a cosign tag (``sha256-<hex>.sig``/``.att``/``.sbom``) ECR does not hold with the upstream
+  digest is pulled by tag, like an image tag;
+- a referrer (known by digest only) ECR does not hold is pulled by digest; where ECR answers not
+  found to a first pull by digest (containers-roadmap #2837, the emulator's ``digest_first_pull``)
+  and the upstream lists its referrers in the tag schema's index (``sha256-<hex>``), that index
+  tag is pulled first, which brings its manifests along, then the referrer by digest.
+
+Then ECR's listing must show each artifact's upstream digest (under its tag for cosign tags), as
+for images. Each artifact gets its own audit row (its tag, or its digest for a referrer) with the
+subject digest and its kind; an artifact that cannot be pulled fails its own row and never the
+image's (a tag whose artifacts cannot even be listed upstream fails, keeping what ECR holds).
+A dry run pulls no artifact. Engine module: no Airflow imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ecr_mirror.artifacts import Artifact, ArtifactKind, discover_artifacts
+from ecr_mirror.audit import AuditRecord
+from ecr_mirror.ecr import CachedImages
+from ecr_mirror.manifest import ArtifactsSpec
+from ecr_mirror.parallel import fair_map, settled_map
+from ecr_mirror.plan import PlanItem
+from ecr_mirror.protocols import PullTarget, UpstreamRegistries
+from ecr_mirror.pull_outcome import Outcome
+from ecr_mirror.registry import NotFoundError, referrers_tag
+from ecr_mirror.states import Action, Status
+
+#: the statuses after which the tag's image is in ECR, so its artifacts belong there too
+HELD = frozenset({Status.OK, Status.PULLED})
+
+
+@dataclass(frozen=True)
+class Found:
+    """An artifact to mirror, with the tag of the image it came with."""
+
+    item: PlanItem
+    artifact: Artifact
+
+
+@dataclass(frozen=True)
+class ArtifactResult:
+    found: Found
+    action: Action
+    status: Status
+    before: str | None
+    after: str | None
+    note: str
+    pulled_at: datetime | None = None
+
+
+class ArtifactPuller:
+    """Finds and pulls the artifacts of one batch's tags; ``settings(image_index)`` is the image's
+    ``artifacts:`` (None: none)."""
+
+    def __init__(
+        self,
+        target: PullTarget,
+        upstreams: UpstreamRegistries,
+        settings: Callable[[int], ArtifactsSpec | None],
+        concurrency: int,
+        slot: Callable[[int], AbstractContextManager[Any]],
+    ) -> None:
+        self.target = target
+        self.upstreams = upstreams
+        self.settings = settings
+        self.concurrency = concurrency
+        self.slot = slot
+
+    def run(self, outcomes: Sequence[Outcome]) -> list[ArtifactResult]:
+        """One result per artifact. A tag whose artifacts cannot be listed upstream keeps what ECR
+        holds but its own outcome fails, saying so: the next run, which finds the tag up to date,
+        mirrors its artifacts."""
+        wanted = [o for o in outcomes if o.status in HELD and self.settings(o.item.tag.image_index)]
+        if not wanted:
+            return []
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            listed = fair_map(pool, self._discover, wanted, lambda o: o.item.tag.image_index)
+            found: dict[tuple[str, str], Found] = {}
+            for outcome, result in zip(wanted, listed, strict=True):
+                if isinstance(result, str):
+                    outcome.status = Status.FAILED
+                    outcome.add_note(result)
+                    continue
+                for artifact in result:
+                    key = (outcome.item.tag.cache_repository, artifact.reference)
+                    found.setdefault(key, Found(outcome.item, artifact))
+            work = list(found.values())
+            before = settled_map(pool, self.target.cached_images, sorted({r for r, _ in found}))
+            pulled = fair_map(pool, lambda f: self._pull(f, before), work, lambda f: f.item.tag.image_index)
+            after = settled_map(pool, self.target.cached_images, sorted({r for r, _ in found}))
+        return [_check(f, p, before, after) for f, p in zip(work, pulled, strict=True)]
+
+    def _discover(self, outcome: Outcome) -> list[Artifact] | str:
+        item, spec = outcome.item, self.settings(outcome.item.tag.image_index)
+        assert spec is not None and outcome.cached_digest_after is not None
+        tag = item.tag
+        try:
+            with self.slot(tag.image_index):
+                subjects = self._subjects(outcome)
+                return discover_artifacts(
+                    self.upstreams.client(tag.registry),
+                    tag.repository,
+                    subjects,
+                    kinds={ArtifactKind(kind) for kind in spec.cosign},
+                    referrers=spec.referrers,
+                    artifact_types=spec.artifact_types,
+                )
+        except Exception as exc:  # recorded for this tag's artifacts
+            return (
+                f"listing the artifacts of {tag.image}@{outcome.cached_digest_after} upstream failed: {exc}"
+            )
+
+    def _subjects(self, outcome: Outcome) -> list[str]:
+        """The tag's digest, then its selected platforms, or every child of a whole index (read
+        from ECR, which holds it now: no upstream pull)."""
+        digest = outcome.cached_digest_after
+        assert digest is not None
+        if outcome.platform_digests is not None:
+            children = list(outcome.platform_digests.values())
+        else:
+            index = self.target.registry().get_manifest(outcome.item.tag.cache_repository, digest)
+            children = [child for _, child in index.children()]
+        return [digest, *(c for c in children if c != digest)]
+
+    def _pull(self, found: Found, before: dict[str, CachedImages | Exception]) -> datetime | str | None:
+        """Pull one artifact unless ECR holds it already: the time of the pull, None (held, not
+        pulled), or why the pull failed."""
+        repository, artifact = found.item.tag.cache_repository, found.artifact
+        listing = before.get(repository)
+        if isinstance(listing, CachedImages) and listing.digest_for(artifact.reference) == artifact.digest:
+            return None
+        registry = self.target.registry()
+        try:
+            with self.slot(found.item.tag.image_index):
+                if artifact.tag is not None:
+                    return _served_at(registry.get_manifest(repository, artifact.tag).served_at)
+                try:
+                    return _served_at(registry.get_manifest(repository, artifact.digest).served_at)
+                except NotFoundError:
+                    if artifact.source != "tag-schema":
+                        raise
+                # a first pull by digest ECR answers not found: through the index that lists it
+                registry.get_manifest(repository, referrers_tag(artifact.subject))
+                return _served_at(registry.get_manifest(repository, artifact.digest).served_at)
+        except Exception as exc:  # recorded for this artifact
+            where = f"{repository}{'@' if artifact.tag is None else ':'}{artifact.reference}"
+            return f"pulling {where} failed: {exc}"
+
+
+def _served_at(when: datetime | None) -> datetime:
+    return when or datetime.now(UTC)
+
+
+def _check(
+    found: Found,
+    pulled: datetime | str | None,
+    before: dict[str, CachedImages | Exception],
+    after: dict[str, CachedImages | Exception],
+) -> ArtifactResult:
+    """The artifact's row to be: ok (held before), pulled (held after), stale or failed."""
+    artifact, repository = found.artifact, found.item.tag.cache_repository
+    old = before.get(repository)
+    held_before = old.digest_for(artifact.reference) if isinstance(old, CachedImages) else None
+    action = (
+        Action.UP_TO_DATE
+        if held_before == artifact.digest
+        else Action.DRIFTED
+        if held_before
+        else Action.MISSING
+    )
+    what = _describe(artifact)
+    if pulled is None:
+        return ArtifactResult(found, action, Status.OK, held_before, held_before, what)
+    if isinstance(pulled, str):
+        return ArtifactResult(found, action, Status.FAILED, held_before, held_before, f"{what}: {pulled}")
+    new = after.get(repository)
+    if isinstance(new, Exception):
+        note = f"{what}: verifying {repository} in ECR failed: {new}"
+        return ArtifactResult(found, action, Status.FAILED, held_before, None, note, pulled)
+    held = new.digest_for(artifact.reference) if new is not None else None
+    if held == artifact.digest:
+        return ArtifactResult(found, action, Status.PULLED, held_before, held, what, pulled)
+    if action is Action.DRIFTED and held == held_before:
+        note = (
+            f"{what}: upstream has {artifact.digest}, ECR still serves {held} (a cached tag is "
+            "re-checked upstream once 24 h have passed since its last pull)"
+        )
+        return ArtifactResult(found, action, Status.STALE, held_before, held, note, pulled)
+    note = f"{what}: after the pull ECR has {held or 'nothing'} for it, upstream has {artifact.digest}"
+    return ArtifactResult(found, action, Status.FAILED, held_before, held, note, pulled)
+
+
+def _describe(artifact: Artifact) -> str:
+    kind = artifact.artifact_type or artifact.media_type
+    if artifact.kind is ArtifactKind.REFERRER:
+        return f"referrer ({kind}, found by {artifact.source}) of {artifact.subject}"
+    return f"cosign {artifact.kind} of {artifact.subject}"
+
+
+def artifact_records(
+    run_id: str, dag_id: str, manifest: str, results: Sequence[ArtifactResult]
+) -> list[AuditRecord]:
+    """The audit rows of the artifacts: one per artifact, named by its tag (cosign) or digest."""
+    now = datetime.now(UTC)
+    records = []
+    for result in results:
+        item, artifact = result.found.item, result.found.artifact
+        records.append(
+            AuditRecord(
+                run_id=run_id,
+                dag_id=dag_id,
+                manifest=manifest,
+                image=item.tag.image,
+                ecr_repository=item.tag.cache_repository,
+                tag=artifact.reference,
+                action=result.action,
+                status=result.status,
+                upstream_digest=artifact.digest,
+                cached_digest_before=result.before,
+                cached_digest_after=result.after,
+                error=result.note,
+                pulled_at=result.pulled_at,
+                subject_digest=artifact.subject,
+                artifact_kind=str(artifact.kind),
+                duration_ms=int((now - item.planned_at).total_seconds() * 1000),
+                started_at=item.planned_at,
+                finished_at=now,
+            )
+        )
+    return records
