@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,7 +104,22 @@ class ArtifactPuller:
             before = settled_map(pool, self.target.cached_images, sorted({r for r, _ in found}))
             pulled = fair_map(pool, lambda f: self._pull(f, before), work, lambda f: f.item.tag.image_index)
             after = settled_map(pool, self.target.cached_images, sorted({r for r, _ in found}))
-        return [_check(f, p, before, after) for f, p in zip(work, pulled, strict=True)]
+            results = [_check(f, p, before, after) for f, p in zip(work, pulled, strict=True)]
+            subjects = sorted(
+                {
+                    (r.found.item.tag.cache_repository, r.found.artifact.subject)
+                    for r in results
+                    if _is_held_referrer(r)
+                }
+            )
+            discoverable = settled_map(pool, self._ecr_referrers, subjects)
+        return [_with_discovery(r, discoverable) for r in results]
+
+    def _ecr_referrers(self, key: tuple[str, str]) -> set[str]:
+        """The digests ECR's referrers API lists for a subject (the request that also makes a pull
+        through cache sync its upstream referrers, where it does: ptc_referrers_sync)."""
+        repository, subject = key
+        return {r.digest for r in self.target.registry().list_referrers(repository, subject).referrers}
 
     def _discover(self, outcome: Outcome) -> list[Artifact] | str:
         item, spec = outcome.item, self.settings(outcome.item.tag.image_index)
@@ -161,6 +176,31 @@ class ArtifactPuller:
         except Exception as exc:  # recorded for this artifact
             where = f"{repository}{'@' if artifact.tag is None else ':'}{artifact.reference}"
             return f"pulling {where} failed: {exc}"
+
+
+def _is_held_referrer(result: ArtifactResult) -> bool:
+    return result.found.artifact.kind is ArtifactKind.REFERRER and result.status in HELD
+
+
+def _with_discovery(
+    result: ArtifactResult, listed: dict[tuple[str, str], set[str] | Exception]
+) -> ArtifactResult:
+    """A referrer ECR holds: noted when ECR's referrers API does not list it, since verifiers that
+    discover referrers through the API (Notation, Ratify) will not find it there."""
+    if not _is_held_referrer(result):
+        return result
+    artifact = result.found.artifact
+    answer = listed.get((result.found.item.tag.cache_repository, artifact.subject))
+    if isinstance(answer, Exception):
+        note = f"{result.note}; ECR's referrers API could not be read: {answer}"
+    elif answer is not None and artifact.digest not in answer:
+        note = (
+            f"{result.note}; ECR holds it but its referrers API does not list it for {artifact.subject}: "
+            "clients that discover referrers through the API will not find it (pull it by digest)"
+        )
+    else:
+        note = f"{result.note}; listed by ECR's referrers API"
+    return replace(result, note=note)
 
 
 def _served_at(when: datetime | None) -> datetime:
