@@ -8,8 +8,10 @@ import json
 
 import pytest
 
+from ecr_mirror import tasks
 from ecr_mirror.audit import AuditStore
 from ecr_mirror.cli import main
+from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
 from ecr_mirror.mirror import open_mirror
 from sandbox import signing
@@ -72,6 +74,9 @@ def test_prune_reports_then_deletes_only_what_no_selector_asks_for(sandbox, sand
         mirror.target.registry().get_manifest("prune/prune/app", "1.1")
     path.write_text(MANIFEST.format(app="['2.0']", locked="['1.1']"))
 
+    # the DAG's task (off by default) logs the same verdicts with the manifest's min_idle_days
+    assert tasks.prune_report(load_manifest(path)) == {"stale": 2, "recent": 1, "immutable": 1}
+
     code, report = prune(str(path), "--report", "--min-idle-days", "30", capsys=capsys)
     assert code == 0
     assert {(r["repository"], r["tag"]): r["verdict"] for r in report["tags"]} == {
@@ -97,6 +102,15 @@ def test_prune_reports_then_deletes_only_what_no_selector_asks_for(sandbox, sand
         ("prune/prune/app", "1.0", "unselected", "deleted"),
         ("prune/prune/app", sig, "unselected", "deleted"),
     ]
+
+
+def test_the_prune_report_task_is_off_by_default_and_runs_after_a_successful_run(tmp_path):
+    path = tmp_path / "prune.yaml"
+    path.write_text(MANIFEST.format(app="['2.0']", locked="['1.1']"))
+    assert "prune_report" not in build_dag(load_manifest(path), path).task_dict
+    path.write_text(path.read_text().replace("rules:", "prune: {report: true}\nrules:"))
+    task = build_dag(load_manifest(path), path).task_dict["prune_report"]
+    assert task.upstream_task_ids == {"record_audit"} and task.trigger_rule == "all_success"
 
 
 def test_lifecycle_policy_expires_what_nobody_pulled(tmp_path, capsys):

@@ -18,7 +18,6 @@ from ecr_mirror import cli_format as fmt
 from ecr_mirror.cli_logging import load_airflow
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
-DEFAULT_IDLE_DAYS = 30
 
 
 def _command(args: argparse.Namespace) -> int:
@@ -31,6 +30,8 @@ def _command(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     from ecr_mirror import prune
 
+    if args.min_idle_days is None:
+        args.min_idle_days = manifest.prune.min_idle_days
     if args.lifecycle_policy:
         repositories = [manifest.cache_repository(spec.ref) for spec in manifest.images]
         print(json.dumps(prune.lifecycle_policy(repositories, args.min_idle_days), indent=2))
@@ -111,9 +112,8 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--min-idle-days",
         type=int,
-        default=DEFAULT_IDLE_DAYS,
         metavar="N",
-        help=f"never touch a tag pulled in the last N days (default {DEFAULT_IDLE_DAYS})",
+        help="never touch a tag pulled in the last N days (default: the manifest's prune.min_idle_days, 30)",
     )
     parser.add_argument("--json", action="store_true", help="the report as JSON")
     parser.set_defaults(func=_command)

@@ -24,7 +24,7 @@ from ecr_mirror.manifest.model import Defaults, ImageSettings, ImageSpec, Manife
 from ecr_mirror.manifest.routing import SECRET_REQUIRED, PolicySource, Rule, TagMutability, TemplateSpec
 from ecr_mirror.manifest.schema import manifest_json_schema
 from ecr_mirror.manifest.selector import TagSelector
-from ecr_mirror.manifest.supply import ArtifactsSpec, IdentitySpec, KeylessSpec, VerifySpec
+from ecr_mirror.manifest.supply import ArtifactsSpec, IdentitySpec, KeylessSpec, PruneSpec, VerifySpec
 from ecr_mirror.states import DriftPolicy
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "ManifestError",
     "Platforms",
     "PolicySource",
+    "PruneSpec",
     "Rule",
     "Sla",
     "TagMutability",

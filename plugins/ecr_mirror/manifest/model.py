@@ -26,7 +26,7 @@ from ecr_mirror.manifest.checks import (
 )
 from ecr_mirror.manifest.routing import Rule, cache_repository, rule_for, rule_problems, secret_problems
 from ecr_mirror.manifest.selector import TagSelector
-from ecr_mirror.manifest.supply import ArtifactsSpec, VerifySpec
+from ecr_mirror.manifest.supply import ArtifactsSpec, PruneSpec, VerifySpec
 from ecr_mirror.refs import ImageRef, InvalidReference, parse_image
 from ecr_mirror.states import DriftPolicy
 
@@ -187,6 +187,7 @@ class Manifest(StrictModel):
     sla: Sla | None = None
     target: Target
     defaults: Defaults = Field(default_factory=Defaults)
+    prune: PruneSpec = Field(default_factory=PruneSpec)
     rules: list[Rule]
     images: list[ImageSpec]
 

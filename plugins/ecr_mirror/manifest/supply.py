@@ -135,3 +135,12 @@ class VerifySpec(StrictModel):
         if not self.keys and self.keyless is None:
             raise_at("VerifySpec", [(("keys",), "verify needs keys, keyless or both", None)])
         return self
+
+
+class PruneSpec(StrictModel):
+    """The DAG's ``prune_report`` task (off by default): after a successful run, log the cached
+    tags no selector asks for any more (prune.py); it deletes nothing (``ecr-mirror prune --apply``
+    does). ``min_idle_days`` is also ``ecr-mirror prune``'s default."""
+
+    report: bool = False
+    min_idle_days: int = Field(default=30, ge=0, le=3650)
