@@ -253,24 +253,21 @@ def _describe(artifact: Artifact) -> str:
     return f"cosign {artifact.kind} of {artifact.subject}"
 
 
-def artifact_records(
-    run_id: str, dag_id: str, manifest: str, results: Sequence[ArtifactResult]
-) -> list[AuditRecord]:
-    """The audit rows of the artifacts: one per artifact, named by its tag (cosign) or digest."""
+def artifact_records(run: tuple[str, str, str], results: Sequence[ArtifactResult]) -> list[AuditRecord]:
+    """The audit rows of the artifacts: one per artifact, named by its tag (cosign) or digest;
+    ``run`` is the run's (run_id, dag_id, manifest)."""
     now = datetime.now(UTC)
     records = []
     for result in results:
         item, artifact = result.found.item, result.found.artifact
         records.append(
             AuditRecord(
-                run_id=run_id,
-                dag_id=dag_id,
-                manifest=manifest,
-                image=item.tag.image,
-                ecr_repository=item.tag.cache_repository,
-                tag=artifact.reference,
-                action=result.action,
-                status=result.status,
+                *run,
+                item.tag.image,
+                item.tag.cache_repository,
+                artifact.reference,
+                result.action,
+                result.status,
                 upstream_digest=artifact.digest,
                 cached_digest_before=result.before,
                 cached_digest_after=result.after,

@@ -274,7 +274,7 @@ class Mirror:
             self.concurrency,
             self.slot,
         )
-        return artifact_records(run.run_id, run.dag_id, run.manifest, puller.run(outcomes))
+        return artifact_records((run.run_id, run.dag_id, run.manifest), puller.run(outcomes))
 
     def finish(
         self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False

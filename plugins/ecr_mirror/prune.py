@@ -189,14 +189,14 @@ def apply_report(report: PruneReport, target: MirrorTarget, run_id: str) -> list
             status, note = Status.FAILED, f"pruning failed: {exc}"
         records.append(
             AuditRecord(
-                run_id=run_id,
-                dag_id=report.dag_id,
-                manifest=report.manifest,
-                image=tag.repository,
-                ecr_repository=tag.repository,
-                tag=tag.tag,
-                action=Action.UNSELECTED,
-                status=status,
+                run_id,
+                report.dag_id,
+                report.manifest,
+                tag.repository,  # the image as ECR names it: the selection no longer does
+                tag.repository,
+                tag.tag,
+                Action.UNSELECTED,
+                status,
                 cached_digest_before=tag.digest,
                 cached_digest_after=None if status is Status.DELETED else tag.digest,
                 error=note,
