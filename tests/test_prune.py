@@ -125,3 +125,29 @@ def test_lifecycle_policy_expires_what_nobody_pulled(tmp_path, capsys):
         "countNumber": 45,
     }
     assert "prune/prune/app, prune/prune/locked" in policy["rules"][0]["description"]
+
+
+@pytest.mark.parametrize(
+    "emulator_profile",
+    [{"profile": "documented", "switches": {"digest_first_pull": "not-found"}}],
+    indirect=True,
+)
+def test_the_tag_a_digest_pin_came_through_is_not_stale(sandbox, emulator_profile, sandbox_env, capsys):
+    hub = sandbox.upstreams[HUB]
+    amd64 = seed_image(hub, "prune/pinned", "1.0").children["linux/amd64"]
+    path = sandbox_env / "pinned.yaml"
+    path.write_text(
+        "name: pinned\ntarget: {region: eu-west-1}\ndefaults: {retries: 0}\n"
+        "rules: [{prefix: pinned, upstream: docker-hub,\n"
+        "         credential_secret: ecr-pullthroughcache/docker-hub}]\n"
+        f"images: [{{image: 'prune/pinned@{amd64}'}}]\n"
+    )
+    assert main(["sync", str(path), "--json"]) == 0
+    pulled = json.loads(capsys.readouterr().out)["tags"]
+    assert [(r["tag"], r["status"], r["via_tag"]) for r in pulled] == [(amd64, "pulled", "1.0")]
+    assert "1.0" in tags_in(sandbox, "pinned/prune/pinned")
+
+    # ECR would not pull the platform digest first, so the index came in under the tag 1.0:
+    # no selector names 1.0, but deleting it would delete the pin's index
+    code, report = prune(str(path), "--report", "--min-idle-days", "0", capsys=capsys)
+    assert (code, report["tags"]) == (0, [])

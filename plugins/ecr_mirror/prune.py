@@ -25,7 +25,7 @@ and writes one audit row per deletion. Engine module: no Airflow imports.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -136,12 +136,19 @@ def _wanted(selection: Selection) -> tuple[set[tuple[str, str]], set[tuple[str, 
 
 
 def build_report(
-    manifest: Manifest, target: MirrorTarget, selection: Selection, min_idle_days: int
+    manifest: Manifest,
+    target: MirrorTarget,
+    selection: Selection,
+    min_idle_days: int,
+    carrier: Callable[[str, str], str | None] = lambda repository, digest: None,
 ) -> PruneReport:
     """The prune report of one manifest (see the module's docstring). Idle days are counted on
-    ECR's clock (the Date of its answer), as the refresh timer is (refresh.py)."""
+    ECR's clock (the Date of its answer), as the refresh timer is (refresh.py). ``carrier`` is
+    the upstream tag a digest pin was last pulled through (the audit's ``pin_carrier``): kept,
+    since a pin of a platform manifest came in with the index that tag names."""
     report = PruneReport(manifest.name, manifest.dag_id, min_idle_days)
     tags, pins, report.skipped = _wanted(selection)
+    tags |= {(repo, via) for repo, digest in pins if (via := carrier(repo, digest)) is not None}
     repositories = sorted({manifest.cache_repository(spec.ref) for spec in manifest.images})
     for repository in repositories:
         if repository in report.skipped:

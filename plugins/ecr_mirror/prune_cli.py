@@ -41,7 +41,9 @@ def _command(args: argparse.Namespace) -> int:
 
     with open_mirror(manifest) as mirror:
         selection = mirror.resolve(RunOptions())
-        report = prune.build_report(manifest, mirror.target, selection, args.min_idle_days)
+        report = prune.build_report(
+            manifest, mirror.target, selection, args.min_idle_days, mirror.store.pin_carrier
+        )
         records = []
         if args.apply:
             if not args.json:  # the dry run first: what is about to go

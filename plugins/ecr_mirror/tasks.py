@@ -155,8 +155,9 @@ def prune_report(manifest: Manifest) -> dict[str, int]:
     """Log the cached tags no selector asks for any more (prune.py; deletes nothing); the count of
     each verdict."""
     with open_mirror(manifest) as mirror:
+        selection = mirror.resolve(RunOptions())
         report = build_report(
-            manifest, mirror.target, mirror.resolve(RunOptions()), manifest.prune.min_idle_days
+            manifest, mirror.target, selection, manifest.prune.min_idle_days, mirror.store.pin_carrier
         )
     counts: dict[str, int] = {}
     for entry in report.entries:
