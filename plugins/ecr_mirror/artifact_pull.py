@@ -38,6 +38,7 @@ from ecr_mirror.parallel import fair_map, settled_map
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.protocols import PullTarget, UpstreamRegistries
 from ecr_mirror.pull_outcome import Outcome
+from ecr_mirror.refresh import refresh_timer
 from ecr_mirror.registry import NotFoundError, referrers_tag
 from ecr_mirror.states import Action, Status
 
@@ -75,12 +76,14 @@ class ArtifactPuller:
         settings: Callable[[int], ArtifactsSpec | None],
         concurrency: int,
         slot: Callable[[int], AbstractContextManager[Any]],
+        last_pull: Callable[[str, str], datetime | None],
     ) -> None:
         self.target = target
         self.upstreams = upstreams
         self.settings = settings
         self.concurrency = concurrency
         self.slot = slot
+        self.last_pull = last_pull  # this project's last pull of a digest (the audit's)
 
     def run(self, outcomes: Sequence[Outcome]) -> list[ArtifactResult]:
         """One result per artifact. A tag whose artifacts cannot be listed upstream keeps what ECR
@@ -142,27 +145,41 @@ class ArtifactPuller:
             )
 
     def _subjects(self, outcome: Outcome) -> list[str]:
-        """The tag's digest, then its selected platforms, or every child of a whole index (read
-        from ECR, which holds it now: no upstream pull)."""
+        """The tag's digest, then its selected platforms; for a whole index pulled in this run,
+        every child (read from ECR, which this run pulled it through anyway). A whole index found
+        up to date brings its own artifacts only: reading it through ECR would count as a pull and
+        restart ECR's 24 h refresh window (refresh.py), upstream as a Docker Hub pull."""
         digest = outcome.cached_digest_after
         assert digest is not None
+        children: list[str] = []
         if outcome.platform_digests is not None:
             children = list(outcome.platform_digests.values())
-        else:
+        elif outcome.status is Status.PULLED:
             index = self.target.registry().get_manifest(outcome.item.tag.cache_repository, digest)
             children = [child for _, child in index.children()]
         return [digest, *(c for c in children if c != digest)]
 
-    def _pull(self, found: Found, before: dict[str, CachedImages | Exception]) -> datetime | str | None:
+    def _pull(
+        self, found: Found, before: dict[str, CachedImages | Exception]
+    ) -> datetime | str | Waiting | None:
         """Pull one artifact unless ECR holds it already: the time of the pull, None (held, not
-        pulled), or why the pull failed."""
+        pulled), Waiting (a changed cosign tag whose refresh window has not passed), or why the
+        pull failed."""
         repository, artifact = found.item.tag.cache_repository, found.artifact
         listing = before.get(repository)
-        if isinstance(listing, CachedImages) and listing.digest_for(artifact.reference) == artifact.digest:
+        held = listing.digest_for(artifact.reference) if isinstance(listing, CachedImages) else None
+        if held == artifact.digest:
             return None
         registry = self.target.registry()
         try:
             with self.slot(found.item.tag.image_index):
+                if artifact.tag is not None and held is not None:
+                    # a signature added upstream: ECR refreshes the tag only on a pull once 24 h
+                    # have passed since its last pull, and a pull before that restarts the wait
+                    times = self.target.image_times(repository, artifact.tag)
+                    timer = refresh_timer(times, self.last_pull(repository, held))
+                    if not timer.due:
+                        return Waiting(timer.waiting_note(held, artifact.digest))
                 if artifact.tag is not None:
                     return _served_at(registry.get_manifest(repository, artifact.tag).served_at)
                 try:
@@ -176,6 +193,13 @@ class ArtifactPuller:
         except Exception as exc:  # recorded for this artifact
             where = f"{repository}{'@' if artifact.tag is None else ':'}{artifact.reference}"
             return f"pulling {where} failed: {exc}"
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A changed cosign tag not pulled yet: ECR's refresh window has not passed (the note says when)."""
+
+    note: str
 
 
 def _is_held_referrer(result: ArtifactResult) -> bool:
@@ -209,7 +233,7 @@ def _served_at(when: datetime | None) -> datetime:
 
 def _check(
     found: Found,
-    pulled: datetime | str | None,
+    pulled: datetime | str | Waiting | None,
     before: dict[str, CachedImages | Exception],
     after: dict[str, CachedImages | Exception],
 ) -> ArtifactResult:
@@ -229,6 +253,8 @@ def _check(
         return ArtifactResult(found, action, Status.OK, held_before, held_before, what)
     if isinstance(pulled, str):
         return ArtifactResult(found, action, Status.FAILED, held_before, held_before, f"{what}: {pulled}")
+    if isinstance(pulled, Waiting):
+        return ArtifactResult(found, action, Status.STALE, held_before, held_before, f"{what}: {pulled.note}")
     new = after.get(repository)
     if isinstance(new, Exception):
         note = f"{what}: verifying {repository} in ECR failed: {new}"

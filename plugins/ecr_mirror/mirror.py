@@ -273,6 +273,7 @@ class Mirror:
             lambda index: self.manifest.image_settings(index).artifacts,
             self.concurrency,
             self.slot,
+            self.store.last_pull,
         )
         return artifact_records((run.run_id, run.dag_id, run.manifest), puller.run(outcomes))
 
