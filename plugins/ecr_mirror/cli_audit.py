@@ -56,7 +56,8 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
     args = list(argv)
     # the command is the first argument that is not an option (-v may come before it)
     at = next((i for i, arg in enumerate(args) if not arg.startswith("-")), -1)
-    if at >= 0 and args[at] == "audit" and (len(args) == at + 1 or args[at + 1] not in (*SUBCOMMANDS, "-h", "--help")):
+    given = args[at + 1] if 0 <= at < len(args) - 1 else None
+    if at >= 0 and args[at] == "audit" and given not in (*SUBCOMMANDS, "-h", "--help"):
         args.insert(at + 1, "tags")
     return args
 
