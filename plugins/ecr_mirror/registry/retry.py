@@ -4,10 +4,10 @@ pull budget Docker Hub's rate-limit headers announce, and a deadline per request
 Engine module: no Airflow imports.
 
 - Transient answers (429, 500, 502, 503, 504, connection errors, read timeouts) are retried with
-  exponential backoff and full jitter, up to ``max_attempts``. ``Retry-After`` is honoured but
-  never below the backoff itself: ``Retry-After: 0`` or a date in the past does not make a client
-  hammer a host that just said it is overloaded (RFC 9110 section 10.2.3 leaves the client free
-  to wait longer).
+  exponential backoff and jitter (a uniform wait between half and all of the step), up to
+  ``max_attempts``. ``Retry-After`` is honoured but never below the backoff itself:
+  ``Retry-After: 0`` or a date in the past does not make a client hammer a host that just said it
+  is overloaded (RFC 9110 section 10.2.3 leaves the client free to wait longer).
 - A host that tells one thread to wait is waited on by every thread of the process (one
   :class:`HostGate` per host), so eight threads do not spend eight attempts learning the same
   thing.
@@ -46,7 +46,7 @@ class RetryPolicy:
     pull_floor: int | None = None
 
     def backoff(self, attempt: int) -> float:
-        """Exponential backoff with full jitter before retry ``attempt`` (1 = the first retry):
+        """Exponential backoff with jitter before retry ``attempt`` (1 = the first retry):
         uniform in [b/2, b] with b = initial * 2**(attempt-1), capped at ``max_backoff``."""
         ceiling = min(self.max_backoff, self.backoff_initial * 2 ** max(0, attempt - 1))
         return random.uniform(ceiling / 2, ceiling)
