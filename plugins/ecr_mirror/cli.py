@@ -407,7 +407,9 @@ def _crashed(exc: Exception) -> int:
     """An error no subcommand handles: AWS refusing or unreachable is configuration (exit 2: the
     connection, its credentials, region, endpoint or IAM policy); anything else exits 3."""
     _log.debug("traceback", exc_info=exc)
-    aws = type(exc).__module__.startswith("botocore")
+    from ecr_mirror.aws_errors import AwsError
+
+    aws = type(exc).__module__.startswith("botocore") or isinstance(exc, AwsError)
     print(f"ecr-mirror: {type(exc).__name__}: {exc}", file=sys.stderr)
     if aws:
         print(

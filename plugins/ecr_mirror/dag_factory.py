@@ -27,6 +27,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.log import mask_secret
 
 from ecr_mirror import backfill, tasks
 from ecr_mirror.manifest import Defaults, Manifest, ManifestError, load_manifests
@@ -34,11 +35,15 @@ from ecr_mirror.mirror import RunInfo, RunOptions
 from ecr_mirror.params import run_params
 from ecr_mirror.pools import pool_name, slug
 from ecr_mirror.rules import check_shared_rules
+from ecr_mirror.secret_sink import set_secret_sink
 from ecr_mirror.settings import get_settings
 from ecr_mirror.sla import deadline_alert
 from ecr_mirror.sources import ManifestSource, ResolvedTags, RunSource
 
 log = logging.getLogger(__name__)
+
+# every credential the engine reads in a task (secret_sink.py) is masked in the task's logs
+set_secret_sink(mask_secret)
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 

@@ -166,7 +166,8 @@ class Puller:
             return Outcome(item, Status.FAILED, keep, error), None
         if timer.due:
             return intent, timer
-        return Outcome(item, Status.STALE, keep, timer.waiting_note(keep, item.upstream_digest)), timer
+        note = timer.waiting_note(keep, item.upstream_digest)
+        return Outcome(item, Status.STALE, keep, note, item.platform_digests), timer
 
     def _confirm_upstream(self, item: PlanItem) -> Outcome | Intent:
         """The upstream digest an eviction acts on: the sha256 of the manifest upstream serves, not
@@ -394,7 +395,7 @@ def _drift_intent(item: PlanItem, mutability: Mutability | Exception | None) -> 
     keep = item.cached_digest
     if item.on_drift == "report":
         note = f"upstream moved to {item.upstream_digest}, ECR serves {keep}; on_drift: report pulls nothing"
-        return Outcome(item, Status.DRIFT_REPORTED, keep, note)
+        return Outcome(item, Status.DRIFT_REPORTED, keep, note, item.platform_digests)
     if isinstance(mutability, Exception):
         return Outcome(item, Status.FAILED, keep, f"reading {item.tag.cache_repository}: {mutability}")
     if mutability is not None and mutability.immutable(item.tag.reference):

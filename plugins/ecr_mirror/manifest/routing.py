@@ -4,9 +4,16 @@ i.e. which rule caches an image and under which ECR repository."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from ecr_mirror.manifest.checks import (
     ROLE_ARN_RE,
@@ -46,6 +53,16 @@ TEMPLATE_ROLE_DOCS = (
 )
 
 
+def _role_arn(value: str) -> str:
+    if not ROLE_ARN_RE.fullmatch(value):
+        raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return value
+
+
+#: ``custom_role_arn`` of templates and rules: the IAM role ECR assumes for them
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+
+
 class TemplateSpec(StrictModel):
     """Repository creation template for a rule's prefix; applies only to repositories ECR creates later.
 
@@ -64,14 +81,7 @@ class TemplateSpec(StrictModel):
     repository_policy: PolicySource | None = None
     resource_tags: dict[str, str] = {}
     description: str | None = Field(default=None, max_length=256)
-    custom_role_arn: str | None = None
-
-    @field_validator("custom_role_arn")
-    @classmethod
-    def _check_role(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN_RE.fullmatch(value):
-            raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
-        return value
+    custom_role_arn: RoleArn | None = None
 
     @model_validator(mode="after")
     def _check_settings(self) -> TemplateSpec:
@@ -128,7 +138,7 @@ class Rule(StrictModel):
     upstream_url: str | None = None
     credential_secret: str | None = None
     upstream_repository_prefix: str | None = None
-    custom_role_arn: str | None = None
+    custom_role_arn: RoleArn | None = None
     manage: bool = True
     #: a changed upstream URL or upstream prefix may delete and recreate the rule in ECR
     allow_replace: bool = False
@@ -175,13 +185,6 @@ class Rule(StrictModel):
                 "console shows it "
                 "(arn:aws:secretsmanager:<region>:<account>:secret:ecr-pullthroughcache/<name>-<suffix>)"
             )
-        return value
-
-    @field_validator("custom_role_arn")
-    @classmethod
-    def _check_role(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN_RE.fullmatch(value):
-            raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         return value
 
     @model_validator(mode="after")
