@@ -286,24 +286,21 @@ def artifact_records(run: tuple[str, str, str], results: Sequence[ArtifactResult
     records = []
     for result in results:
         item, artifact = result.found.item, result.found.artifact
-        records.append(
-            AuditRecord(
-                *run,
-                item.tag.image,
-                item.tag.cache_repository,
-                artifact.reference,
-                result.action,
-                result.status,
-                upstream_digest=artifact.digest,
-                cached_digest_before=result.before,
-                cached_digest_after=result.after,
-                error=result.note,
-                pulled_at=result.pulled_at,
-                subject_digest=artifact.subject,
-                artifact_kind=str(artifact.kind),
-                duration_ms=int((now - item.planned_at).total_seconds() * 1000),
-                started_at=item.planned_at,
-                finished_at=now,
-            )
+        where = (item.tag.image, item.tag.cache_repository, artifact.reference)
+        # the required fields by position (a dataclass keeps them first), the others by name
+        record = AuditRecord(*run, *where, result.action, result.status)
+        record.upstream_digest, record.cached_digest_before, record.cached_digest_after = (
+            artifact.digest,
+            result.before,
+            result.after,
         )
+        record.error, record.pulled_at, record.subject_digest, record.artifact_kind = (
+            result.note,
+            result.pulled_at,
+            artifact.subject,
+            str(artifact.kind),
+        )
+        record.started_at, record.finished_at = item.planned_at, now
+        record.duration_ms = int((now - item.planned_at).total_seconds() * 1000)
+        records.append(record)
     return records
