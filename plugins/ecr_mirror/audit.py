@@ -134,6 +134,9 @@ class AuditRecord:
     warmed_bytes: int | None = None
     pulled_at: datetime | None = None
     via_tag: str | None = None
+    #: a signature, attestation, SBOM or referrer row: the digest it belongs to, and its kind
+    subject_digest: str | None = None
+    artifact_kind: str | None = None
     duration_ms: int = 0
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime = field(default_factory=utcnow)

@@ -328,7 +328,7 @@ AUDIT_HELP = "read the audit: runs, a run's tags (the default), a tag's history;
 
 def _parser(audit: bool = False) -> argparse.ArgumentParser:
     """The command line; ``audit``: with the audit subcommands (cli_audit), which import the store."""
-    from ecr_mirror import probe_cli
+    from ecr_mirror import probe_cli, prune_cli
 
     # -v is taken before and after the subcommand; SUPPRESS keeps a subcommand's default from
     # hiding a -v given before it
@@ -371,6 +371,7 @@ def _parser(audit: bool = False) -> argparse.ArgumentParser:
     else:  # listed in --help; its parser (and SQLAlchemy) is built only for `ecr-mirror audit ...`
         commands.add_parser("audit", help=AUDIT_HELP)
     probe_cli.register(commands)
+    prune_cli.register(commands)
     return parser
 
 

@@ -157,6 +157,7 @@ def _wire(source: RunSource) -> None:
     resolved = resolve_tags()
     audit = record_audit()
     ensure_rules() >> resolved >> audit
+    _wire_prune_report(manifest, audit)
     for lane, (host, retries) in tasks.lanes(manifest).items():
         with TaskGroup(group_id=lane, tooltip=f"batches of {host} ({retries} retries)"):
             pool = pool_name(host)
@@ -164,6 +165,20 @@ def _wire(source: RunSource) -> None:
             mine = batches_of.override(task_id="batches")(resolved, lane)  # type: ignore[arg-type]
             plans = compare_digests.override(pool=pool, retries=retries).expand(batch=mine)
             pull_through.override(pool=pool, retries=retries).expand(plan=plans) >> audit
+
+
+def _wire_prune_report(manifest: Manifest, audit: Any) -> None:
+    """``prune_report`` after ``record_audit``, on its success only: a failed run keeps a failed
+    leaf (Airflow decides a run's state by its leaves), and only a resolved selection is a list of
+    what is wanted. Off unless the manifest says ``prune: {report: true}``."""
+    if not manifest.prune.report:
+        return
+
+    @task
+    def prune_report() -> dict[str, int]:
+        return tasks.prune_report(manifest)
+
+    audit >> prune_report()
 
 
 def invalid_dag(error: ManifestError) -> DAG:

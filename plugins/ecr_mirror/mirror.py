@@ -11,10 +11,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from ecr_mirror.artifact_pull import ArtifactPuller, artifact_records
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.audit_retention import prune_expired
 from ecr_mirror.credentials import upstream_credentials
 from ecr_mirror.ecr import EcrTarget
+from ecr_mirror.gate import SignatureGate
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
@@ -238,7 +240,8 @@ class Mirror:
         self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
     ) -> list[AuditRecord]:
         """Pull, verify and warm one batch as the plan and the run's options say, then write its
-        audit rows before returning. ``dry_run`` pulls and deletes nothing (status ``planned``);
+        audit rows before returning. Tags the image's signature gate refuses are not pulled (gate.py).
+        ``dry_run`` pulls and deletes nothing (status ``planned``);
         ``force`` pulls up-to-date tags too."""
         puller = Puller(
             self.target,
@@ -249,10 +252,30 @@ class Mirror:
             force=options.force,
             upstreams=self.upstreams,
         )
-        outcomes = puller.run(plan)
-        records = [_record(run, outcome) for outcome in outcomes]
+        gate = SignatureGate(self.manifest, self.upstreams, self.concurrency, self.slot)
+        refused, verified = gate.screen(plan, options.force)
+        pulled = iter(puller.run([item for item in plan if id(item) not in refused]))
+        outcomes = [refused[id(item)] if id(item) in refused else next(pulled) for item in plan]
+        for outcome in outcomes:
+            if note := verified.get(id(outcome.item)):
+                outcome.add_note(note)
+        records = self._artifact_records(outcomes, run) if not options.dry_run else []
+        records = [_record(run, outcome) for outcome in outcomes] + records
         self.store.write(records)
         return records
+
+    def _artifact_records(self, outcomes: Sequence[Outcome], run: RunInfo) -> list[AuditRecord]:
+        """Pull the artifacts of the batch's mirrored tags (artifact_pull.py); their rows. A tag
+        whose artifacts cannot be listed has its outcome failed here, before its row is made."""
+        puller = ArtifactPuller(
+            self.target,
+            self.upstreams,
+            lambda index: self.manifest.image_settings(index).artifacts,
+            self.concurrency,
+            self.slot,
+            self.store.last_pull,
+        )
+        return artifact_records((run.run_id, run.dag_id, run.manifest), puller.run(outcomes))
 
     def finish(
         self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False

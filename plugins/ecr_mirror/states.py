@@ -25,6 +25,8 @@ class Action(StrEnum):
     PIN_MISMATCH = "pin_mismatch"
     #: two entries of one image select the same tag (tags.Unresolved): neither mirrors it
     OVERLAP = "overlap"
+    #: a cached tag no selector of the manifest asks for any more (prune.py)
+    UNSELECTED = "unselected"
 
 
 #: actions that fail a run: ``ecr-mirror plan`` exits 1 when it shows one
@@ -50,6 +52,7 @@ class Status(StrEnum):
     DRIFT_REPORTED = "drift_reported"  # drifted, on_drift: report (nothing pulled)
     BLOCKED_IMMUTABLE = "blocked_immutable"  # drifted, but the tag is immutable in ECR: untouched
     PLANNED = "planned"  # dry run: the note says what the run would do
+    DELETED = "deleted"  # pruned: no selector asks for the tag any more (ecr-mirror prune --apply)
     FAILED = "failed"
 
 

@@ -17,6 +17,7 @@ from ecr_mirror.manifest import Manifest
 from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.pools import slug, upstream_hosts
+from ecr_mirror.prune import build_report
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.sources import RunSource
 from ecr_mirror.states import Status
@@ -148,3 +149,20 @@ def record_audit(
         shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in failed[:FAILURES_SHOWN])
         raise RunFailed(f"{len(failed)} of {summary.total} tags failed: {shown}")
     return {"total": summary.total, "counts": summary.counts}
+
+
+def prune_report(manifest: Manifest) -> dict[str, int]:
+    """Log the cached tags no selector asks for any more (prune.py; deletes nothing); the count of
+    each verdict."""
+    with open_mirror(manifest) as mirror:
+        selection = mirror.resolve(RunOptions())
+        report = build_report(
+            manifest, mirror.target, selection, manifest.prune.min_idle_days, mirror.store.pin_carrier
+        )
+    counts: dict[str, int] = {}
+    for entry in report.entries:
+        counts[entry.verdict] = counts.get(entry.verdict, 0) + 1
+        log.info("%s:%s %s: %s", entry.tag.repository, entry.tag.tag, entry.verdict, entry.reason)
+    for repository, why in report.skipped.items():
+        log.warning("prune report skipped %s: %s", repository, why)
+    return counts

@@ -3,6 +3,7 @@
 - ``checks``: error helpers, ECR's patterns, shared field types (durations, platforms);
 - ``routing``: pull through cache rules, their templates, which rule caches an image;
 - ``selector``: an image's tag selector;
+- ``supply``: ``artifacts:`` and ``verify:`` (signatures, SBOMs, referrers, the signature gate);
 - ``model``: the other sections and ``Manifest`` with its cross-section checks;
 - ``loader``: YAML -> model with file and line per error;
 - ``schema``: the JSON Schema editors use.
@@ -23,28 +24,34 @@ from ecr_mirror.manifest.model import Defaults, ImageSettings, ImageSpec, Manife
 from ecr_mirror.manifest.routing import SECRET_REQUIRED, PolicySource, Rule, TagMutability, TemplateSpec
 from ecr_mirror.manifest.schema import manifest_json_schema
 from ecr_mirror.manifest.selector import TagSelector
+from ecr_mirror.manifest.supply import ArtifactsSpec, IdentitySpec, KeylessSpec, PruneSpec, VerifySpec
 from ecr_mirror.states import DriftPolicy
 
 __all__ = [
     "PTC_UNAVAILABLE_REGIONS",
     "SECRET_REQUIRED",
+    "ArtifactsSpec",
     "Defaults",
     "Document",
     "DriftPolicy",
     "Duration",
     "FieldError",
+    "IdentitySpec",
     "ImageSettings",
     "ImageSpec",
+    "KeylessSpec",
     "Manifest",
     "ManifestError",
     "Platforms",
     "PolicySource",
+    "PruneSpec",
     "Rule",
     "Sla",
     "TagMutability",
     "TagSelector",
     "Target",
     "TemplateSpec",
+    "VerifySpec",
     "load_manifest",
     "load_manifests",
     "load_paths",

@@ -20,6 +20,7 @@ from pydantic_core import ErrorDetails
 
 from ecr_mirror.manifest.checks import manifest_words
 from ecr_mirror.manifest.model import IMAGE_LINES, Manifest
+from ecr_mirror.manifest.supply import MANIFEST_DIR
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -74,7 +75,7 @@ class Document:
         keys written twice included."""
         errors = list(self.errors)
         try:
-            context = {IMAGE_LINES: _item_lines(self.root, "images")}
+            context = {IMAGE_LINES: _item_lines(self.root, "images"), MANIFEST_DIR: self.path.parent}
             result = model.model_validate(self.data if data is None else data, context=context)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):

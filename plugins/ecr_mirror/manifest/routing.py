@@ -25,6 +25,7 @@ from ecr_mirror.manifest.checks import (
     prefix_problem,
     raise_at,
 )
+from ecr_mirror.manifest.supply import VerifySpec
 from ecr_mirror.refs import DEFAULT_UPSTREAM_URL, ImageRef, UpstreamKind, upstream_kind
 from ecr_mirror.refs import cache_repository as _cache_repository
 
@@ -142,6 +143,8 @@ class Rule(StrictModel):
     #: a changed upstream URL or upstream prefix may delete and recreate the rule in ECR
     allow_replace: bool = False
     template: TemplateSpec | None = None
+    #: the signature gate of every image this rule caches (an image's own ``verify`` wins)
+    verify: VerifySpec | None = None
     #: (region, account) of a credential_secret written as an ARN: checked against the target
     _secret_location: tuple[str, str] | None = PrivateAttr(default=None)
 
