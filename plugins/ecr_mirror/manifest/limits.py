@@ -1,0 +1,192 @@
+"""Limits on one manifest file, so that a hostile or runaway file is refused within a second.
+
+Every manifest is read by the DAG file, so one file that never finishes loading (a 1.3 KB
+"billion laughs" alias bomb), crashes the parser (5,000-deep nesting) or is huge would take every
+mirror DAG down. Each limit is a setting (settings.py, ``ECR_MIRROR_MANIFEST_MAX_*``) and its
+error names it:
+
+- bytes of the file, checked before reading it;
+- control characters (NUL, ...), which YAML forbids, reported with line and column;
+- nesting depth: libyaml composes nodes recursively in C, where a deep enough file overflows the
+  stack and kills the process, so a file that might nest deeper than ``SAFE_C_DEPTH`` is first
+  walked event by event (``check_events``); ``walk`` then enforces the configured depth;
+- aliases and the size of the tree once they are expanded (what validation would walk);
+- entries of ``images``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import yaml
+
+from ecr_mirror.manifest.errors import FieldError, ManifestError
+from ecr_mirror.settings import get_settings
+
+#: nesting libyaml's C composer is trusted with (it recursed 5,000 deep, crashed at 100,000)
+SAFE_C_DEPTH = 1000
+#: characters YAML 1.1 does not allow in a stream (tab, LF and CR are allowed)
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff\ud800-\udfff]")
+#: the indentation and block indicators a line starts with: block nesting grows only with them
+_LEAD = re.compile(r"^[ \t?:-]*", re.MULTILINE)
+_STARTS = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
+_ENDS = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The limits one manifest file is held to (defaults and meaning: settings.py)."""
+
+    max_bytes: int
+    max_depth: int
+    max_aliases: int
+    max_nodes: int
+    max_images: int
+
+    @classmethod
+    def from_settings(cls) -> Limits:
+        settings = get_settings()
+        return cls(
+            settings.manifest_max_bytes,
+            settings.manifest_max_depth,
+            settings.manifest_max_aliases,
+            settings.manifest_max_nodes,
+            settings.manifest_max_images,
+        )
+
+
+def refuse(path: Path, message: str, line: int | None = None, loc: str = "") -> ManifestError:
+    return ManifestError(path, [FieldError(loc, message, line)])
+
+
+def read_text(path: Path, limits: Limits) -> str:
+    """The file's text: its size checked before reading, UTF-8, no control character."""
+    try:
+        size = path.stat().st_size
+        if size > limits.max_bytes:
+            raise refuse(path, f"the file is {size:,} bytes, over {_limit('bytes', limits.max_bytes)}")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise refuse(path, f"cannot read the file: {exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise refuse(path, f"not UTF-8: byte 0x{data[exc.start]:02x} cannot be decoded", line) from None
+    if found := _CONTROL.search(text):
+        line = text.count("\n", 0, found.start()) + 1
+        column = found.start() - text.rfind("\n", 0, found.start())
+        code = f"U+{ord(found.group()):04X}"
+        raise refuse(path, f"control character {code} at column {column}: YAML does not allow it", line)
+    return text
+
+
+def may_nest_deeper_than(text: str, depth: int) -> bool:
+    """Whether the text might nest deeper than ``depth`` (an upper bound, false positives allowed).
+
+    Block nesting needs more indentation or another "- " / "? " on the line's lead (a sequence
+    under a mapping key may share its indentation: hence twice the lead); flow nesting needs a
+    bracket each.
+    """
+    lead = max(map(len, _LEAD.findall(text)), default=0)
+    return 2 * (lead + 1) + text.count("[") + text.count("{") > depth
+
+
+def check_events(path: Path, text: str, limits: Limits) -> None:
+    """Walk the file's events (iteratively, in constant stack) and refuse it at the first place
+    it nests deeper than ``limits.max_depth`` or uses more aliases than ``limits.max_aliases``."""
+    parser = yaml.CSafeLoader(text)
+    depth = aliases = 0
+    try:
+        while (event := parser.get_event()) is not None:
+            if isinstance(event, _STARTS):
+                depth += 1
+                if depth > limits.max_depth:
+                    raise _too_deep(path, _line(event.start_mark), limits)
+            elif isinstance(event, _ENDS):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > limits.max_aliases:
+                    raise _too_many_aliases(path, _line(event.start_mark), limits)
+    finally:
+        parser.dispose()
+
+
+@dataclass
+class Walk:
+    """One pass over a composed node tree: its depth, aliases and expanded size against the
+    limits, and what ``visit`` reports for each mapping (keys written twice).
+
+    A node reached again through an alias is not walked again: its expanded size is remembered,
+    so an alias bomb costs what its text costs.
+    """
+
+    path: Path
+    limits: Limits
+    visit: Callable[[yaml.MappingNode, str], list[FieldError]]
+    errors: list[FieldError] = field(default_factory=list)
+    aliases: int = 0
+    sizes: dict[int, int] = field(default_factory=dict)
+
+    def run(self, root: yaml.Node) -> list[FieldError]:
+        total = self._node(root, "", 1)
+        if total > self.limits.max_nodes:
+            over = _limit("nodes", self.limits.max_nodes)
+            message = f"expands to {total:,} YAML nodes through its aliases, over {over}"
+            raise refuse(self.path, message, root.start_mark.line + 1)
+        self._check_images(root)
+        return self.errors
+
+    def _node(self, node: yaml.Node, loc: str, depth: int) -> int:
+        if (known := self.sizes.get(id(node))) is not None:
+            self.aliases += 1
+            if self.aliases > self.limits.max_aliases:
+                raise _too_many_aliases(self.path, None, self.limits)
+            return known
+        if depth > self.limits.max_depth:
+            raise _too_deep(self.path, node.start_mark.line + 1, self.limits)
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            self.errors.extend(self.visit(node, loc))
+            for key, value in node.value:
+                child = f"{loc}.{key.value}" if loc else str(key.value)
+                size += self._node(key, child, depth + 1) + self._node(value, child, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                size += self._node(item, f"{loc}[{i}]", depth + 1)
+        self.sizes[id(node)] = size
+        return size
+
+    def _check_images(self, root: yaml.Node) -> None:
+        if not isinstance(root, yaml.MappingNode):
+            return
+        for key, value in root.value:
+            count = len(value.value) if isinstance(value, yaml.SequenceNode) else 0
+            if key.value == "images" and count > self.limits.max_images:
+                message = f"lists {count:,} images, over {_limit('images', self.limits.max_images)}"
+                raise refuse(self.path, message, key.start_mark.line + 1, "images")
+
+
+class _Mark(Protocol):
+    line: int
+
+
+def _line(mark: _Mark | None) -> int | None:
+    return mark.line + 1 if mark is not None else None
+
+
+def _limit(name: str, value: int) -> str:
+    return f"the limit of {value:,} (ECR_MIRROR_MANIFEST_MAX_{name.upper()})"
+
+
+def _too_deep(path: Path, line: int | None, limits: Limits) -> ManifestError:
+    return refuse(path, f"nests deeper than {_limit('depth', limits.max_depth)}", line)
+
+
+def _too_many_aliases(path: Path, line: int | None, limits: Limits) -> ManifestError:
+    return refuse(path, f"uses more YAML aliases than {_limit('aliases', limits.max_aliases)}", line)
