@@ -8,8 +8,11 @@ error names it:
 - bytes of the file, checked before reading it;
 - control characters (NUL, ...), which YAML forbids, reported with line and column;
 - nesting depth: libyaml composes nodes recursively in C, where a deep enough file overflows the
-  stack and kills the process, so a file that might nest deeper than ``SAFE_C_DEPTH`` is first
-  walked event by event (``check_events``); ``walk`` then enforces the configured depth;
+  stack and kills the process (PyYAML 6.0.3 built on Debian's libyaml crashed at 100,000 levels).
+  The libyaml PyYAML 6.0.4's wheels bundle refuses nesting past 1,000 levels in its scanner;
+  where that guard is missing (``libyaml_caps_nesting``), a file that might nest deeper than
+  ``SAFE_C_DEPTH`` is first walked event by event (``check_events``). ``Walk`` then enforces the
+  configured depth with the line where it is passed;
 - aliases and the size of the tree once they are expanded (what validation would walk);
 - entries of ``images``.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +33,8 @@ from ecr_mirror.settings import get_settings
 
 #: nesting libyaml's C composer is trusted with (it recursed 5,000 deep, crashed at 100,000)
 SAFE_C_DEPTH = 1000
+#: libyaml's own error for nesting past its limit (1,000 levels)
+NESTING_ERROR = "exceeded maximum nesting depth"
 #: characters YAML 1.1 does not allow in a stream (tab, LF and CR are allowed)
 _CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x84\x86-\x9f\ufffe\uffff\ud800-\udfff]")
 #: the indentation and block indicators a line starts with: block nesting grows only with them
@@ -85,6 +91,19 @@ def read_text(path: Path, limits: Limits) -> str:
     return text
 
 
+@cache
+def libyaml_caps_nesting() -> bool:
+    """Whether this libyaml refuses deep nesting itself (a scanner error, not a crash)."""
+    loader = yaml.CSafeLoader("[" * (SAFE_C_DEPTH + 1))
+    try:
+        loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        return NESTING_ERROR in str(exc.problem)
+    finally:
+        loader.dispose()
+    return False  # pragma: no cover - the unclosed brackets always raise
+
+
 def may_nest_deeper_than(text: str, depth: int) -> bool:
     """Whether the text might nest deeper than ``depth`` (an upper bound, false positives allowed).
 
@@ -129,24 +148,23 @@ class Walk:
     path: Path
     limits: Limits
     visit: Callable[[yaml.MappingNode, str], list[FieldError]]
+    #: whether the file has anchors (``&name``); without, no node is reached twice and scalars
+    #: need no visit (the walk costs a visit per collection only)
+    anchored: bool = True
     errors: list[FieldError] = field(default_factory=list)
     aliases: int = 0
     sizes: dict[int, int] = field(default_factory=dict)
 
     def run(self, root: yaml.Node) -> list[FieldError]:
-        total = self._node(root, "", 1)
-        if total > self.limits.max_nodes:
-            over = _limit("nodes", self.limits.max_nodes)
-            message = f"expands to {total:,} YAML nodes through its aliases, over {over}"
-            raise refuse(self.path, message, root.start_mark.line + 1)
         self._check_images(root)
+        self._node(root, "", 1)
         return self.errors
 
     def _node(self, node: yaml.Node, loc: str, depth: int) -> int:
         if (known := self.sizes.get(id(node))) is not None:
             self.aliases += 1
             if self.aliases > self.limits.max_aliases:
-                raise _too_many_aliases(self.path, None, self.limits)
+                raise _too_many_aliases(self.path, node.start_mark.line + 1, self.limits)
             return known
         if depth > self.limits.max_depth:
             raise _too_deep(self.path, node.start_mark.line + 1, self.limits)
@@ -155,12 +173,22 @@ class Walk:
             self.errors.extend(self.visit(node, loc))
             for key, value in node.value:
                 child = f"{loc}.{key.value}" if loc else str(key.value)
-                size += self._node(key, child, depth + 1) + self._node(value, child, depth + 1)
+                size += self._child(key, child, depth) + self._child(value, child, depth)
         elif isinstance(node, yaml.SequenceNode):
             for i, item in enumerate(node.value):
-                size += self._node(item, f"{loc}[{i}]", depth + 1)
-        self.sizes[id(node)] = size
+                size += self._child(item, f"{loc}[{i}]", depth)
+        if size > self.limits.max_nodes:
+            over = _limit("nodes", self.limits.max_nodes)
+            message = f"expands to {size:,} YAML nodes through its aliases, over {over}"
+            raise refuse(self.path, message, node.start_mark.line + 1, loc)
+        if self.anchored:
+            self.sizes[id(node)] = size
         return size
+
+    def _child(self, node: yaml.Node, loc: str, depth: int) -> int:
+        if not self.anchored and type(node) is yaml.ScalarNode:
+            return 1
+        return self._node(node, loc, depth + 1)
 
     def _check_images(self, root: yaml.Node) -> None:
         if not isinstance(root, yaml.MappingNode):
@@ -185,7 +213,11 @@ def _limit(name: str, value: int) -> str:
 
 
 def _too_deep(path: Path, line: int | None, limits: Limits) -> ManifestError:
-    return refuse(path, f"nests deeper than {_limit('depth', limits.max_depth)}", line)
+    return refuse(path, too_deep(limits), line)
+
+
+def too_deep(limits: Limits) -> str:
+    return f"nests deeper than {_limit('depth', limits.max_depth)}"
 
 
 def _too_many_aliases(path: Path, line: int | None, limits: Limits) -> ManifestError:

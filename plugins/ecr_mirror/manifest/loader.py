@@ -22,12 +22,15 @@ from pydantic_core import ErrorDetails
 from ecr_mirror.manifest.checks import NAME_RE, manifest_words
 from ecr_mirror.manifest.errors import FieldError, Identity, ManifestError
 from ecr_mirror.manifest.limits import (
+    NESTING_ERROR,
     SAFE_C_DEPTH,
     Limits,
     Walk,
     check_events,
+    libyaml_caps_nesting,
     may_nest_deeper_than,
     read_text,
+    too_deep,
 )
 from ecr_mirror.manifest.model import IMAGE_LINES, Manifest
 
@@ -83,28 +86,34 @@ def read_document(path: Path, expected: str = MANIFEST_KEYS) -> Document:
     limits = Limits.from_settings()
     text = read_text(path, limits)
     try:
-        if may_nest_deeper_than(text, SAFE_C_DEPTH):
-            check_events(path, text, limits)
-        loader = yaml.CSafeLoader(text)
-        try:
-            root = loader.get_single_node()
-            # Before construction, which flattens "<<" merges into the nodes.
-            errors = Walk(path, limits, _repeated_keys).run(root) if root is not None else []
-            data = loader.construct_document(root) if root is not None else None
-        finally:
-            loader.dispose()
+        root, data, errors = _compose(path, text, limits)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise ManifestError(
-            path, [FieldError("", f"invalid YAML: {reason}", mark.line + 1 if mark else None)]
-        ) from None
+        message = too_deep(limits) if NESTING_ERROR in reason else f"invalid YAML: {reason}"
+        raise ManifestError(path, [FieldError("", message, mark.line + 1 if mark else None)]) from None
     except yaml.YAMLError as exc:
         raise ManifestError(path, [FieldError("", f"invalid YAML: {exc}")]) from None
     if root is None or not isinstance(data, dict):
         found = "nothing" if root is None else f"a {type(data).__name__}"
         raise ManifestError(path, [FieldError("", f"expected a mapping with {expected}, found {found}", 1)])
     return Document(path, data, root, errors)
+
+
+def _compose(path: Path, text: str, limits: Limits) -> tuple[yaml.Node | None, Any, list[FieldError]]:
+    """The node tree (held to the limits), the data built from it and the keys written twice."""
+    if not libyaml_caps_nesting() and may_nest_deeper_than(text, SAFE_C_DEPTH):
+        check_events(path, text, limits)
+    loader = yaml.CSafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None, []
+        # Before construction, which flattens "<<" merges into the nodes.
+        errors = Walk(path, limits, _repeated_keys, anchored="&" in text).run(root)
+        return root, loader.construct_document(root), errors
+    finally:
+        loader.dispose()
 
 
 def load_manifest(path: Path) -> Manifest:
