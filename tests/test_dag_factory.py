@@ -100,7 +100,8 @@ def test_a_broken_scheduled_manifest_keeps_its_dag_and_schedule_and_each_run_fai
     [ti] = run.get_task_instances()
     assert (ti.task_id, ti.state, ti.try_number) == ("report_manifest_error", "failed", 1)
     out, err = capfd.readouterr()  # the task's log, as dag.test() prints it
-    assert f"AirflowFailException: {path}:5: defaults.batch_size: must be a whole number (got 'two')" in out + err
+    expected = f"AirflowFailException: {path}:5: defaults.batch_size: must be a whole number (got 'two')"
+    assert expected in out + err
 
 
 def test_a_manifest_that_wants_a_shared_rule_differently_is_refused_by_name(tmp_path, monkeypatch):
