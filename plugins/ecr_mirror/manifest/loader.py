@@ -25,6 +25,7 @@ from ecr_mirror.manifest.limits import (
     NESTING_ERROR,
     SAFE_C_DEPTH,
     Limits,
+    NotPlain,
     Walk,
     check_events,
     libyaml_caps_nesting,
@@ -109,8 +110,14 @@ def _compose(path: Path, text: str, limits: Limits) -> tuple[yaml.Node | None, A
         root = loader.get_single_node()
         if root is None:
             return None, None, []
+        walk = Walk(path, limits, _repeated_keys, anchored="&" in text)
+        if not walk.anchored:
+            try:
+                return root, walk.build(root, loader.construct_object), walk.errors
+            except NotPlain:
+                walk = Walk(path, limits, _repeated_keys)
         # Before construction, which flattens "<<" merges into the nodes.
-        errors = Walk(path, limits, _repeated_keys, anchored="&" in text).run(root)
+        errors = walk.run(root)
         return root, loader.construct_document(root), errors
     finally:
         loader.dispose()
