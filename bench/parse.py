@@ -47,7 +47,8 @@ else:
     built = len(loaded)
 work_s = since(start)
 rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-print(json.dumps({"airflow": airflow_s, "engine": engine_s, "work": work_s, "built": built, "rss_mb": rss_mb}))
+row = {"airflow": airflow_s, "engine": engine_s, "work": work_s, "built": built, "rss_mb": rss_mb}
+print(json.dumps(row))
 """
 
 MANIFEST = """\
@@ -104,9 +105,8 @@ def main() -> None:
         size = sum(p.stat().st_size for p in folder.iterdir())
         with open("/proc/loadavg") as loadavg:
             load = loadavg.read().split()[0]
-        print(
-            f"{args.manifests} manifests x {args.images} images ({size / 1e6:.1f} MB of YAML), load average {load}"
-        )
+        what = f"{args.manifests} manifests x {args.images} images ({size / 1e6:.1f} MB of YAML)"
+        print(f"{what}, load average {load}")
         dags = [run_probe("dags", folder) for _ in range(args.runs)]
         loads = [run_probe("load", folder) for _ in range(args.runs)]
     print(f"{'step (median of ' + str(args.runs) + ' runs)':<44} {'wall':>8} {'cpu':>8}")
