@@ -16,7 +16,7 @@ import pytest
 
 from ecr_mirror.manifest import ManifestError, load_manifest
 from ecr_mirror.tags import select_tags
-from tests.test_dag_factory import BASE, dagbag, write
+from tests.test_dag_factory import BASE, ROOT, dagbag, write
 from tests.test_tags import manifest
 
 HEAD = "name: hostile\ntarget: {region: eu-west-1}\n"
@@ -216,3 +216,24 @@ def test_hostile_files_in_the_manifest_folder_leave_every_good_dag_loaded(tmp_pa
     assert bag.import_errors == {}
     assert {"ecr_mirror__platform_base", "ecr_mirror__backfill"} <= set(bag.dag_ids)
     assert {f"ecr_mirror__invalid__{name.replace('-', '_')}" for name in HOSTILE} <= set(bag.dag_ids)
+
+
+@pytest.mark.parametrize("text", [nested(999), compact_nested(5000), alias_bomb()])
+def test_where_libyaml_has_no_nesting_cap_the_events_are_walked_first(tmp_path, text):
+    """PyYAML built on a libyaml without its nesting cap (Debian's PyYAML 6.0.3) crashed composing
+    100,000 levels: there, a file that may nest deeper than SAFE_C_DEPTH is walked event by event."""
+    from ecr_mirror.manifest.limits import SAFE_C_DEPTH, Limits, check_events, may_nest_deeper_than
+
+    path = tmp_path / "deep.yaml"
+    limits = Limits.from_settings()
+    if text == alias_bomb():
+        assert not may_nest_deeper_than(text, SAFE_C_DEPTH)  # shallow: composed in C directly
+        limits = Limits(limits.max_bytes, limits.max_depth, 50, limits.max_nodes, limits.max_images)
+        with pytest.raises(ManifestError, match=r"deep\.yaml:9: uses more YAML aliases than the limit of 50"):
+            check_events(path, text, limits)
+        return
+    assert may_nest_deeper_than(text, SAFE_C_DEPTH)
+    with pytest.raises(ManifestError, match=r"deep\.yaml:[34]: nests deeper than the limit of 64"):
+        check_events(path, text, limits)
+    for example in (ROOT / "config" / "manifests").glob("*.yaml"):
+        assert not may_nest_deeper_than(example.read_text(), SAFE_C_DEPTH)
