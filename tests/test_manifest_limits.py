@@ -7,6 +7,7 @@ held the loader forever: the timeouts below make those runs fail instead of hang
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -192,7 +193,8 @@ def test_validate_names_every_hostile_file_within_seconds(tmp_path):
     write(tmp_path, "platform-base", BASE)
     started = time.monotonic()
     validate = subprocess.run(
-        [Path(sys.executable).parent / "ecr-mirror", "validate", str(tmp_path)],
+        [sys.executable, "-m", "ecr_mirror.cli", "validate", str(tmp_path)],
+        env={**os.environ, "PYTHONPATH": str(ROOT / "plugins")},  # this tree's engine, as a shell runs it
         capture_output=True,
         text=True,
         timeout=60,
