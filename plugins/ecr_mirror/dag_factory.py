@@ -30,7 +30,7 @@ from airflow.sdk.exceptions import AirflowFailException
 from airflow.sdk.log import mask_secret
 
 from ecr_mirror import backfill, tasks
-from ecr_mirror.manifest import Defaults, Manifest, ManifestError, load_manifests
+from ecr_mirror.manifest import Defaults, Identity, Manifest, ManifestError, load_manifests
 from ecr_mirror.mirror import RunInfo, RunOptions
 from ecr_mirror.params import run_params
 from ecr_mirror.pools import pool_name, slug
@@ -182,19 +182,30 @@ def _wire_prune_report(manifest: Manifest, audit: Any) -> None:
 
 
 def invalid_dag(error: ManifestError) -> DAG:
-    """A DAG that shows a manifest that does not load: its only task fails with the error's text."""
+    """The DAG of a manifest that does not load: its only task fails with the error's text
+    (file, line, field), without retries.
+
+    It keeps the manifest's DAG id and schedule when the raw YAML gives them
+    (``ManifestError.identity``): the DAG keeps its paused state and its runs, and each scheduled
+    run turns red until the file is fixed, instead of the mirroring stopping unseen. Otherwise
+    (the YAML does not parse, the name is invalid or already taken) it is
+    ``ecr_mirror__invalid__<file>``, unscheduled.
+    """
     message = str(error)
+    identity = error.identity
     with DAG(
-        dag_id=f"ecr_mirror__invalid__{slug(error.path.stem)}",
+        dag_id=identity.dag_id if identity else f"ecr_mirror__invalid__{slug(error.path.stem)}",
         description=f"{error.path.name} does not load: fix it (see the task log or these docs)",
-        schedule=None,
+        schedule=identity.schedule if identity else None,
         start_date=START_DATE,
         catchup=False,
+        max_active_runs=1,
+        default_args={"retries": 0},
         tags=["ecr-mirror", "invalid"],
         doc_md=f"Manifest `{error.path}` does not load:\n\n```\n{message}\n```",
     ) as dag:
 
-        @task
+        @task(retries=0)
         def report_manifest_error() -> None:
             raise AirflowFailException(message)
 
@@ -206,12 +217,13 @@ def register_dags(
     namespace: dict[str, Any], manifest_dir: Path, backfill_dir: Path | None = None
 ) -> list[ManifestError]:
     """Build a DAG for every valid manifest, and the backfill DAG when ``backfill_dir`` has its
-    config, into ``namespace``; a file that does not load becomes an ``ecr_mirror__invalid__<file>``
-    DAG, so one broken manifest never hides the others and an operator sees it in the UI."""
+    config, into ``namespace``; a file that does not load becomes a DAG whose runs fail with its
+    error (invalid_dag), so one broken manifest never hides the others and never stops unseen."""
     with_deadline = get_settings().deadlines
     loaded, errors = load_manifests(manifest_dir)
     conflicts = check_shared_rules(loaded)
     refused = {error.path for error in conflicts}
+    refused_manifests = {path: manifest for path, manifest in loaded if path in refused}
     loaded = [(path, manifest) for path, manifest in loaded if path not in refused]
     errors += conflicts
     for path, manifest in loaded:
@@ -227,6 +239,16 @@ def register_dags(
             namespace[base.dag_id] = dag_for(source, config, with_deadline=with_deadline)
     for error in errors:
         log.error("manifest not loaded: %s", error)
+        _keep_identity(error, refused_manifests, namespace)
         dag = invalid_dag(error)
         namespace[dag.dag_id] = dag
     return errors
+
+
+def _keep_identity(error: ManifestError, refused: dict[Path, Manifest], namespace: dict[str, Any]) -> None:
+    """A manifest refused for its rules keeps its DAG id and schedule too; no invalid DAG takes
+    the id of a DAG already built (two files that give the same name)."""
+    if error.identity is None and (manifest := refused.get(error.path)) is not None:
+        error.identity = Identity(manifest.dag_id, manifest.schedule)
+    if error.identity is not None and error.identity.dag_id in namespace:
+        error.identity = None

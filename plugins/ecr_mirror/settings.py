@@ -51,6 +51,20 @@ class Settings(BaseSettings):
     pool_slots: int = 4
     #: attach each manifest's SLA as a Deadline Alert (off for ``airflow dags test``, see dag_factory).
     deadlines: bool = True
+    #: limits on one manifest file (manifest/limits.py): a file past one is refused with the
+    #: limit's name, so a hostile or runaway file cannot stall the DAG file or the CLI.
+    #: bytes of the file
+    manifest_max_bytes: PositiveInt = 4 * 1024 * 1024
+    #: nesting depth of its collections (a manifest needs about 6)
+    manifest_max_depth: PositiveInt = 64
+    #: YAML aliases (``*name``) it uses
+    manifest_max_aliases: PositiveInt = 10_000
+    #: nodes once its aliases are expanded (what validation walks)
+    manifest_max_nodes: PositiveInt = 1_000_000
+    #: entries of its ``images`` list
+    manifest_max_images: PositiveInt = 10_000
+    #: seconds one manifest pattern (include, exclude, variant) may take on one tag (patterns.py)
+    regex_timeout_seconds: PositiveFloat = 0.25
 
     def resolved_audit_url(self) -> str:
         if self.audit_url:

@@ -5,15 +5,16 @@
 - ``selector``: an image's tag selector;
 - ``supply``: ``artifacts:`` and ``verify:`` (signatures, SBOMs, referrers, the signature gate);
 - ``model``: the other sections and ``Manifest`` with its cross-section checks;
+- ``errors``: the errors a file gives;
+- ``limits``: the limits a file is held to (size, depth, aliases, ...);
 - ``loader``: YAML -> model with file and line per error;
 - ``schema``: the JSON Schema editors use.
 """
 
 from ecr_mirror.manifest.checks import PTC_UNAVAILABLE_REGIONS, Duration, Platforms
+from ecr_mirror.manifest.errors import FieldError, Identity, ManifestError
 from ecr_mirror.manifest.loader import (
     Document,
-    FieldError,
-    ManifestError,
     load_manifest,
     load_manifests,
     load_paths,
@@ -36,6 +37,7 @@ __all__ = [
     "DriftPolicy",
     "Duration",
     "FieldError",
+    "Identity",
     "IdentitySpec",
     "ImageSettings",
     "ImageSpec",
