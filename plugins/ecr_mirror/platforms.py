@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from ecr_mirror.failures import error_kind
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.protocols import RegistryEndpoint
-from ecr_mirror.states import Action, Status
+from ecr_mirror.states import Action, ErrorKind, Status
 
 
 class HeldPlatforms(Protocol):
@@ -89,6 +90,7 @@ def _check(item: PlanItem, memory: HeldPlatforms, registry: Callable[[], Registr
         _apply(item, select_platforms(item, children) if index.is_index else {}, every_platform(children))
     except Exception as exc:  # recorded for this tag
         item.action, item.error = Action.FAILED, f"reading the platforms of {repository}@{digest}: {exc}"
+        item.error_kind = error_kind(exc)
 
 
 def every_platform(children: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -101,5 +103,6 @@ def _apply(item: PlanItem, result: dict[str, str] | str, platforms: dict[str, st
     every platform of the index (what ECR holds) for the next runs."""
     if isinstance(result, str):
         item.action, item.error, item.platform_digests = Action.FAILED, result, platforms
+        item.error_kind = ErrorKind.PERMANENT  # the cached index lacks a selected platform
     else:
         item.platform_digests = result

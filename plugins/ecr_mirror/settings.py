@@ -27,6 +27,9 @@ class Settings(BaseSettings):
     upstream_endpoints: dict[str, str] = {}
     #: folder of manifests the DAG file loads (default: config/manifests beside dags/).
     manifest_dir: Path | None = None
+    #: seconds an audit write is retried while the database is locked or unreachable (then the
+    #: run stops pulling and says so).
+    audit_write_seconds: float = 120.0
     #: seconds for every upstream and registry-endpoint request.
     http_timeout: float = 30.0
     #: folder of the backfill DAG's config (backfill.yaml) and image lists (*.txt); default:
