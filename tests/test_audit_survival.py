@@ -94,7 +94,7 @@ def test_a_read_only_store_stops_the_run_before_any_rule_or_pull(sandbox, sandbo
     assert main(["sync", str(path)]) == 1
 
     err = capsys.readouterr().err
-    assert "audit store sqlite:///file:" in err and "readonly database" in err
+    assert "audit store sqlite:///file" in err and "readonly database" in err
     assert "the run stops here, before it pulls anything more" in err
     assert "survive-readonly" not in sandbox.rule_prefixes()
     assert sandbox.emulator("stats")["manifest_gets"] == gets
