@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from ecr_mirror import redaction
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.audit_retention import prune_expired
 from ecr_mirror.credentials import upstream_credentials
@@ -334,6 +335,7 @@ def open_mirror(manifest: Manifest, audit_url: str | None = None) -> Iterator[Mi
     manifest's ECR target through its Airflow connection, pooled upstream clients that log in with
     the rules' secrets, and the audit store (``audit_url``, default from settings), all closed on
     exit."""
+    redaction.install()  # before the first AWS call: no credential in a DEBUG log
     target = manifest.target
     ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
     store = AuditStore(audit_url or get_settings().resolved_audit_url())
