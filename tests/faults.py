@@ -10,21 +10,24 @@ same scenario faults the same requests whatever order the engine's threads send 
 Faults: ``429`` (with ``Retry-After``), ``500``/``502``/``503``, ``reset`` (the connection is
 reset: TCP RST), ``stall`` (nothing is sent for ``stall_seconds``, then the connection closes),
 ``short`` (half the body, then the connection closes) and ``digest`` (a body whose last byte is
-changed, so its sha256 is not the digest asked for).
+changed, so its sha256 is not the digest asked for). Without faults it records what the engine
+asks (``requests``, ``count``) and can lie in the digest header of manifest HEADs (``head_digest``).
 """
 
 from __future__ import annotations
 
+import json
 import random
 import socket
 import struct
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 
@@ -61,6 +64,8 @@ class FaultProxy:
     #: send the client's Host on (the ECR emulator names its registry endpoint after it)
     keep_host: bool = False
     url: str = ""
+    #: the digest every manifest HEAD answers with (a cache or CDN that lies), None: the upstream's
+    head_digest: str | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)
     faulted: Counter[str] = field(default_factory=Counter)  # fault kind -> requests
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -149,6 +154,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = body[:-1] + bytes([body[-1] ^ 0x01])
         self.send_response(answer.status_code)
         for key, value in answer.headers.items():
+            if key.lower() == "docker-content-digest" and self.command == "HEAD" and proxy.head_digest:
+                value = proxy.head_digest
             if key.lower() not in _HOP_BY_HOP:
                 self.send_header(key, value)
         full = (
@@ -166,6 +173,24 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
     do_GET = do_HEAD = do_POST = do_PUT = do_DELETE = _handle
+
+
+def hub_manifest(folder: Path, name: str, image: str, tags: Sequence[str], defaults: str) -> Path:
+    """Write ``<folder>/manifests/<name>.yaml``: manifest ``name`` mirrors ``acme/<image>:<tags>``
+    from the Docker Hub stand-in with ``defaults`` (a YAML flow mapping)."""
+    path = folder / "manifests" / f"{name}.yaml"
+    path.write_text(
+        f"name: {name}\ntarget: {{region: eu-west-1}}\ndefaults: {defaults}\n"
+        f"rules:\n  - prefix: {name}\n    upstream: docker-hub\n"
+        "    credential_secret: ecr-pullthroughcache/docker-hub\n"
+        f"images:\n  - image: acme/{image}\n    tags: {json.dumps(list(tags))}\n"
+    )
+    return path
+
+
+def upstream_proxy(upstream: str) -> AbstractContextManager[FaultProxy]:
+    """A proxy that faults nothing: it records the requests and may lie in HEADs' digests."""
+    return fault_proxy(upstream, FaultPlan())
 
 
 @contextmanager

@@ -26,32 +26,17 @@ from ecr_mirror.audit import AuditStore
 from ecr_mirror.cli import main
 from ecr_mirror.settings import get_settings
 from sandbox.upstream import seed_image
-from tests.faults import FaultPlan, fault_proxy
+from tests.faults import FaultPlan, fault_proxy, hub_manifest
 
 pytestmark = pytest.mark.slow
 
 HUB = "registry-1.docker.io"
 
-MANIFEST = """\
-name: survive-{name}
-target: {{region: eu-west-1}}
-defaults: {{batch_size: 1, concurrency: 2}}
-rules:
-  - prefix: survive-{name}
-    upstream: docker-hub
-    credential_secret: ecr-pullthroughcache/docker-hub
-images:
-  - image: acme/{name}
-    tags: ["1", "2", "3"]
-"""
-
 
 def setup(sandbox, folder: Path, name: str) -> Path:
     for tag in ("1", "2", "3"):
         seed_image(sandbox.upstreams[HUB], f"acme/{name}", tag, platforms=())
-    path = folder / "manifests" / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name))
-    return path
+    return hub_manifest(folder, f"survive-{name}", name, ["1", "2", "3"], "{batch_size: 1, concurrency: 2}")
 
 
 def store(folder: Path) -> AuditStore:

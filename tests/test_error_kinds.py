@@ -66,7 +66,7 @@ def registry_error(cls: type[RegistryError], status: int | None) -> RegistryErro
 
 def client_error(code: str, status: int) -> ClientError:
     response = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
-    return ClientError(response, "DescribeImages")  # type: ignore[arg-type]
+    return ClientError(response, "DescribeImages")
 
 
 def raised_from(cause: BaseException) -> RegistryError:

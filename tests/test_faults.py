@@ -22,7 +22,7 @@ from ecr_mirror.audit import AuditStore, run_tags, tag_rows
 from ecr_mirror.cli import main
 from ecr_mirror.settings import get_settings
 from sandbox.upstream import seed_image
-from tests.faults import FaultPlan, FaultProxy, fault_proxy
+from tests.faults import FaultPlan, FaultProxy, fault_proxy, hub_manifest
 
 pytestmark = pytest.mark.slow
 
@@ -33,19 +33,6 @@ SECRETS = ("sandbox-secret", "sandbox-token")
 #: runs a scenario may take to mirror every tag
 SYNCS = 3
 TAGS = ("1", "2", "3", "4")
-
-MANIFEST = """\
-name: fault-{name}
-target: {{region: eu-west-1}}
-defaults: {{batch_size: 2, concurrency: 2}}
-rules:
-  - prefix: fault-{name}
-    upstream: docker-hub
-    credential_secret: ecr-pullthroughcache/docker-hub
-images:
-  - image: acme/{name}
-    tags: {tags}
-"""
 
 
 @dataclass(frozen=True)
@@ -172,8 +159,7 @@ def test_every_tag_ends_with_one_row_and_no_secret_leaks(
     name = scenario.name
     for tag in TAGS:
         seed_image(sandbox.upstreams[HUB], f"acme/{name}", tag, platforms=())
-    path = sandbox_env / "manifests" / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name, tags=json.dumps(list(TAGS))))
+    path = hub_manifest(sandbox_env, f"fault-{name}", name, TAGS, "{batch_size: 2, concurrency: 2}")
     store = AuditStore(f"sqlite:///{sandbox_env / 'audit.db'}")
     dag_id = f"ecr_mirror__fault_{name.replace('-', '_')}"
     figures, output = Figures(), []

@@ -15,30 +15,17 @@ from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
 from ecr_mirror.settings import get_settings
 from sandbox.upstream import seed_image
-from tests.faults import FaultPlan, fault_proxy
+from tests.faults import FaultPlan, fault_proxy, hub_manifest
 
 pytestmark = pytest.mark.slow
 
 HUB = "registry-1.docker.io"
 
-MANIFEST = """
-name: retry-{name}
-target: {{region: eu-west-1}}
-defaults: {{batch_size: 3, concurrency: 3, retries: 2, retry_delay_seconds: 1, max_retry_delay_seconds: 1}}
-rules:
-  - prefix: retry-{name}
-    upstream: docker-hub
-    credential_secret: ecr-pullthroughcache/docker-hub
-images:
-  - image: acme/{name}
-    tags: ["1", "2", "3"]
-"""
+DEFAULTS = "{batch_size: 3, concurrency: 3, retries: 2, retry_delay_seconds: 1, max_retry_delay_seconds: 1}"
 
 
 def write_manifest(folder: Path, name: str) -> Path:
-    path = folder / "manifests" / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name))
-    return path
+    return hub_manifest(folder, f"retry-{name}", name, ["1", "2", "3"], DEFAULTS)
 
 
 def pull_tries(dag_run) -> list[tuple[str, int]]:
