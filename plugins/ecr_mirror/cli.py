@@ -243,14 +243,14 @@ def _sync(args: argparse.Namespace) -> int:
                 manifest, mirror.target, dry_run=options.dry_run, manifest_dir=Path(args.manifest).parent
             )
             tags = _sync_tags(mirror, run, options, args.json)
+            note = "; ".join(warning for check in checks for warning in check.warnings) or None
+            summary, records = mirror.finish(run, tags, note=note)
         except RuleError as exc:
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except AuditWriteError as exc:  # nothing more is pulled: each pulled tag has its row
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return EXIT_FAILED
-        note = "; ".join(warning for check in checks for warning in check.warnings) or None
-        summary, records = mirror.finish(run, tags, note=note)
     if args.json:
         result = {
             "run_id": run.run_id,
