@@ -33,8 +33,9 @@ from ecr_mirror.states import DriftPolicy
 if TYPE_CHECKING:
     from ecr_mirror.audit import AuditRecord
     from ecr_mirror.manifest import Manifest, ManifestError
-    from ecr_mirror.mirror import RunOptions
+    from ecr_mirror.mirror import Mirror, RunInfo, RunOptions
     from ecr_mirror.rules import RuleCheck
+    from ecr_mirror.tags import TagRef
 
 #: exit codes, the same for every subcommand (3: ecr-mirror itself failed, see main)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASHED = 0, 1, 2, 3
@@ -221,9 +222,10 @@ def _print_plan(
 def _sync(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from ecr_mirror.mirror import RunInfo, batches, open_mirror
-    from ecr_mirror.progress import Progress
+    from ecr_mirror.audit_writes import AuditWriteError
+    from ecr_mirror.mirror import RunInfo, open_mirror
     from ecr_mirror.rules import RuleError, ensure_rules
+    from ecr_mirror.run_closing import running
     from ecr_mirror.states import RunStatus
 
     manifest = _load(args.manifest)
@@ -232,22 +234,23 @@ def _sync(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     load_airflow(args.verbose)
     run = RunInfo(f"cli__{datetime.now(UTC).isoformat()}", manifest.dag_id, manifest.name)
-    with open_mirror(manifest) as mirror:
+    with open_mirror(manifest) as mirror, running(run.run_id):
         # the same steps as a DAG run (and a dry-run trigger's, with --dry-run)
         try:
+            for closed in mirror.begin(run, by_airflow=False):
+                print(f"closed the interrupted run {closed.run_id}: {closed.note}", file=sys.stderr)
             checks = ensure_rules(
                 manifest, mirror.target, dry_run=options.dry_run, manifest_dir=Path(args.manifest).parent
             )
+            tags = _sync_tags(mirror, run, options, args.json)
+            note = "; ".join(warning for check in checks for warning in check.warnings) or None
+            summary, records = mirror.finish(run, tags, note=note)
         except RuleError as exc:
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        tags = mirror.resolve(options, run).tags
-        with Progress.for_terminal(len(tags), json_output=args.json, force=options.force) as progress:
-            for batch in batches(tags, manifest.defaults.batch_size):
-                plan = mirror.compare(batch, options, on_compared=progress.compared)
-                progress.pulled(mirror.pull(plan, run, options))
-        note = "; ".join(warning for check in checks for warning in check.warnings) or None
-        summary, records = mirror.finish(run, tags, note=note)
+        except AuditWriteError as exc:  # nothing more is pulled: each pulled tag has its row
+            print(f"{manifest.name}: {exc}", file=sys.stderr)
+            return EXIT_FAILED
     if args.json:
         result = {
             "run_id": run.run_id,
@@ -266,6 +269,21 @@ def _sync(args: argparse.Namespace) -> int:
         print(_audit_table(records))
         print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
     return EXIT_FAILED if summary.status is RunStatus.FAILED else EXIT_OK
+
+
+def _sync_tags(mirror: Mirror, run: RunInfo, options: RunOptions, json_output: bool) -> list[TagRef]:
+    """Resolve, register, then compare and pull batch by batch; the run's tags."""
+    from ecr_mirror.mirror import batches
+    from ecr_mirror.progress import Progress
+    from ecr_mirror.run_closing import this_process
+
+    tags = mirror.resolve(options, run).tags
+    mirror.register(run, tags, this_process())
+    with Progress.for_terminal(len(tags), json_output=json_output, force=options.force) as progress:
+        for batch in batches(tags, mirror.manifest.defaults.batch_size):
+            plan = mirror.compare(batch, options, on_compared=progress.compared)
+            progress.pulled(mirror.pull(plan, run, options))
+    return tags
 
 
 def _audit_table(records: Sequence[AuditRecord]) -> str:

@@ -21,12 +21,14 @@ runs each mirror a manifest built from their image references.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
 from airflow.sdk.log import mask_secret
 
 from ecr_mirror import backfill, tasks
@@ -104,6 +106,18 @@ def _resolved_tags(current: Any) -> ResolvedTags:
     return lambda: current["ti"].xcom_pull(task_ids="resolve_tags")
 
 
+@contextmanager
+def _as_airflow_failures() -> Iterator[None]:
+    """A batch's failures as Airflow takes them: RetryableFailure (a tag failed for a transient
+    reason) fails the try, so Airflow retries it; RunFailed (permanent) fails it without retries."""
+    try:
+        yield
+    except tasks.RetryableFailure as exc:
+        raise AirflowException(str(exc)) from None
+    except tasks.RunFailed as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 def _wire(source: RunSource) -> None:
     """The tasks of a mirror DAG (bodies in tasks.py) and their dependencies::
 
@@ -140,7 +154,8 @@ def _wire(source: RunSource) -> None:
     def pull_through(plan: list[dict[str, Any]]) -> dict[str, int]:
         current, this, options = _context(manifest)
         current["batch_label"] = tasks.batch_label([p["tag"] for p in plan])
-        return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
+        with _as_airflow_failures():
+            return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def record_audit() -> dict[str, Any]:

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from ecr_mirror.failures import error_kind
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.protocols import RegistryEndpoint
-from ecr_mirror.states import Action, Status
+from ecr_mirror.states import Action, ErrorKind, Status
 
 
 class HeldPlatforms(Protocol):
@@ -93,6 +94,7 @@ def _check(item: PlanItem, memory: HeldPlatforms, registry: Callable[[], Registr
     except Exception as exc:  # recorded for this tag
         if item.action is Action.UP_TO_DATE:  # a drifted tag is pulled whatever its old index holds
             item.action, item.error = Action.FAILED, f"reading the platforms of {repository}@{digest}: {exc}"
+            item.error_kind = error_kind(exc)
 
 
 def every_platform(children: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -107,5 +109,6 @@ def _apply(item: PlanItem, result: dict[str, str] | str, platforms: dict[str, st
         item.platform_digests = result if isinstance(result, dict) else None
     elif isinstance(result, str):
         item.action, item.error, item.platform_digests = Action.FAILED, result, platforms
+        item.error_kind = ErrorKind.PERMANENT  # the cached index lacks a selected platform
     else:
         item.platform_digests = result

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     upstream_endpoints: dict[str, str] = {}
     #: folder of manifests the DAG file loads (default: config/manifests beside dags/).
     manifest_dir: Path | None = None
+    #: seconds an audit write is retried while the database is locked or unreachable (then the
+    #: run stops pulling and says so).
+    audit_write_seconds: PositiveFloat = 120.0
     #: seconds for every upstream and registry-endpoint request: each read, and the whole of a
     #: request whose body is read at once (manifests, tag lists, tokens, small blobs), so a body
     #: trickled byte by byte cannot hold a worker longer. Layer streams are bounded per read only.

@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.mirror import RunInfo
-from ecr_mirror.states import Action, Status
+from ecr_mirror.states import Action, ErrorKind, Status
 
 #: a task's way to read resolve_tags' XCom, called only by a source that needs it
 ResolvedTags = Callable[[], Mapping[str, Any]]
@@ -48,6 +48,7 @@ class Unrouted:
             action=Action.FAILED,
             status=Status.FAILED,
             error=self.error,
+            error_kind=ErrorKind.PERMANENT,  # the manifest or the backfill list must change
         )
 
 

@@ -61,3 +61,18 @@ class RunStatus(StrEnum):
 
     SUCCESS = "success"
     FAILED = "failed"
+
+
+class ErrorKind(StrEnum):
+    """Why a failed tag failed, for what comes next (the audit's ``error_kind`` column).
+
+    A batch whose tags failed for a transient reason fails its task, so Airflow retries it on
+    those tags; a permanent failure fails the run without spending a retry on it.
+    """
+
+    #: 429, 5xx, a reset or timed-out connection, AWS throttling, a short or corrupted body, a
+    #: warm layer ECR does not hold yet, a run that was interrupted: another try may succeed
+    TRANSIENT = "transient"
+    #: not found upstream, a bad digest pin, a missing platform, an overlap, no match, a refused
+    #: signature, access denied, a configuration error: the same try fails the same way
+    PERMANENT = "permanent"
