@@ -376,6 +376,7 @@ def test_an_unreachable_ecr_is_a_one_line_configuration_error(tmp_path):
     done = run_cli("plan", str(path), "--json", env=env)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.splitlines() == [
-        'ecr-mirror: EndpointConnectionError: Could not connect to the endpoint URL: "http://127.0.0.1:9/"',
+        "ecr-mirror: AwsError: the registry of the connection in eu-west-1: AWS could not be reached or "
+        'signed for (EndpointConnectionError: Could not connect to the endpoint URL: "http://127.0.0.1:9/")',
         "check the manifest's aws_conn_id connection: credentials, region, endpoint, IAM",
     ]

@@ -200,6 +200,8 @@ def ensure_rules(
         templates = existing_templates(client, [r.prefix for r in manifest.rules if r.template and r.manage])
     except (ClientError, BotoCoreError) as exc:
         registry = f"the registry {registry_id or 'of the connection'} in {manifest.target.region}"
+        if isinstance(exc, BotoCoreError):  # no answer at all: the connection itself (AwsError)
+            raise explain(exc, registry) from None
         raise RuleError(str(explain(exc, registry))) from None
     checks: list[RuleCheck] = []
     problems: list[str] = []
