@@ -63,6 +63,13 @@ class ListingWithout:
         images.digests.discard(self.hidden)
         return images
 
+    def images_by_id(self, repository: str, image_ids: list[dict[str, str]]) -> CachedImages:
+        """As ECR answers a describe_images naming an image it does not hold: the whole call fails."""
+        if {"imageDigest": self.hidden} in image_ids:
+            error = {"Error": {"Code": "ImageNotFoundException", "Message": f"{self.hidden} not found"}}
+            raise self.target.client.exceptions.ImageNotFoundException(error, "DescribeImages")
+        return self.target.images_by_id(repository, image_ids)
+
 
 def test_a_pulled_index_whose_manifest_is_not_in_ecr_is_failed_naming_it(sandbox, sandbox_env):
     seeded = seed_image(sandbox.upstreams[HUB], "library/c-index", "1")

@@ -22,6 +22,8 @@ from ecr_mirror.settings import get_settings
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
 
+#: describe_images takes at most 100 imageIds per call (API_DescribeImages.html, imageIds)
+IDS_PER_CALL = 100
 #: renew the registry login this long before ECR's 12 h token expires
 _LOGIN_MARGIN = timedelta(minutes=15)
 
@@ -114,6 +116,21 @@ class EcrTarget:
                         images.tags[tag] = detail["imageDigest"]
         except self.client.exceptions.RepositoryNotFoundException:
             return CachedImages(exists=False)
+        return images
+
+    def images_by_id(self, repository: str, image_ids: list[dict[str, str]]) -> CachedImages:
+        """The images ``image_ids`` name (``imageTag`` or ``imageDigest`` each), ``IDS_PER_CALL`` per
+        describe_images call: what a pull's verification reads instead of listing the repository
+        again. Raises botocore's ImageNotFoundException when one of them is not there (DescribeImages
+        fails the whole call then: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImages.html)."""
+        images = CachedImages(exists=True)
+        for start in range(0, len(image_ids), IDS_PER_CALL):
+            chunk = image_ids[start : start + IDS_PER_CALL]
+            answer = self.client.describe_images(repositoryName=repository, imageIds=chunk, **self._ids())
+            for detail in answer.get("imageDetails", []):
+                images.digests.add(detail["imageDigest"])
+                for tag in detail.get("imageTags", []):
+                    images.tags[tag] = detail["imageDigest"]
         return images
 
     def registry(self) -> RegistryClient:
