@@ -173,16 +173,17 @@ def count_calls(target: EcrTarget, calls: Counter[str]) -> None:
 
 def initial_mirror(manifest: Manifest, tags: Sequence[TagRef], store_url: str) -> Counter[str]:
     """Create the rule, then compare + pull every batch: afterwards everything is cached."""
-    from ecr_mirror.mirror import RunInfo, batches
+    from ecr_mirror.mirror import RunInfo
     from ecr_mirror.rules import ensure_rules
+    from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
 
     calls: Counter[str] = Counter()
     run = RunInfo("bench-initial", manifest.dag_id, manifest.name)
     statuses: Counter[str] = Counter()
     with mirror_for(manifest, calls, store_url) as mirror:
         ensure_rules(manifest, mirror.target)
-        for batch in batches(tags, manifest.defaults.batch_size):
-            statuses.update(r.status for r in mirror.pull(mirror.compare(batch), run))
+        for shard in shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size):
+            statuses.update(r.status for r in mirror.mirror(shard, run))
         mirror.finish(run, tags)
     if statuses != Counter({"pulled": len(tags)}):
         raise RuntimeError(f"initial mirror did not pull every tag: {dict(statuses)}")
@@ -195,19 +196,19 @@ def ecr_mirror_check(
     """One steady-state digest check: (wall s, tags found up to date, botocore calls).
 
     ``per_batch=False``: one ``mirror.compare(tags)`` over every tag, clients built before the
-    clock starts. ``per_batch=True``: as the DAG runs it, one compare per ``batch_size`` batch with
-    fresh clients each (each ``compare_digests`` task instance builds its own), clients included.
+    clock starts. ``per_batch=True``: as the DAG runs it, one compare per shard (shards.py) with
+    fresh clients each (each ``mirror`` task instance builds its own), clients included.
     """
-    from ecr_mirror.mirror import batches
+    from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
     from ecr_mirror.states import Action
 
     calls: Counter[str] = Counter()
     plan = []
     if per_batch:
         start = time.perf_counter()
-        for batch in batches(tags, manifest.defaults.batch_size):
+        for shard in shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size):
             with mirror_for(manifest, calls, store_url) as mirror:
-                plan += mirror.compare(batch)
+                plan += mirror.compare(shard)
         wall = time.perf_counter() - start
     else:
         with mirror_for(manifest, calls, store_url) as mirror:

@@ -221,9 +221,10 @@ def _print_plan(
 def _sync(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from ecr_mirror.mirror import RunInfo, batches, open_mirror
+    from ecr_mirror.mirror import RunInfo, open_mirror
     from ecr_mirror.progress import Progress
     from ecr_mirror.rules import RuleError, ensure_rules
+    from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
     from ecr_mirror.states import RunStatus
 
     manifest = _load(args.manifest)
@@ -243,9 +244,8 @@ def _sync(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         tags = mirror.resolve(options, run).tags
         with Progress.for_terminal(len(tags), json_output=args.json, force=options.force) as progress:
-            for batch in batches(tags, manifest.defaults.batch_size):
-                plan = mirror.compare(batch, options, on_compared=progress.compared)
-                progress.pulled(mirror.pull(plan, run, options))
+            for shard in shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size):
+                progress.pulled(mirror.mirror(shard, run, options, on_compared=progress.compared))
         note = "; ".join(warning for check in checks for warning in check.warnings) or None
         summary, records = mirror.finish(run, tags, note=note)
     if args.json:

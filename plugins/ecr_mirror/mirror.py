@@ -28,8 +28,8 @@ from ecr_mirror.states import Action, DriftPolicy, RunStatus, Status
 from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref, wanted_images
 from ecr_mirror.upstream import Upstreams
 
-#: the error of a tag whose batch never reported (a task that failed all its tries)
-NO_RESULT = "no result was recorded for this tag: its batch task failed (see that task's log)"
+#: the error of a tag whose shard never reported (a task that failed all its tries)
+NO_RESULT = "no result was recorded for this tag: its shard's task failed (see that task's log)"
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,6 @@ class RunInfo:
     run_id: str
     dag_id: str
     manifest: str
-
-
-def batches(tags: Sequence[TagRef], size: int) -> list[list[TagRef]]:
-    return [list(tags[i : i + size]) for i in range(0, len(tags), size)]
 
 
 def _unresolved_record(run: RunInfo, item: Unresolved) -> AuditRecord:
@@ -253,6 +249,17 @@ class Mirror:
         records = [_record(run, outcome) for outcome in outcomes]
         self.store.write(records)
         return records
+
+    def mirror(
+        self,
+        tags: Sequence[TagRef],
+        run: RunInfo,
+        options: RunOptions = RunOptions(),
+        on_compared: Callable[[PlanItem], None] | None = None,
+    ) -> list[AuditRecord]:
+        """Compare and pull one shard (shards.py) with this engine's clients: each repository of
+        the shard is listed once, by the comparison, and the pull verifies only what it pulled."""
+        return self.pull(self.compare(tags, options, on_compared), run, options)
 
     def finish(
         self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False
