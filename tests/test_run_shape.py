@@ -10,6 +10,7 @@ every pull, and a run had 2 task instances per 50 tags.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,36 @@ def test_many_small_repositories_run_in_a_few_shards_each_listed_once(
     mirrors = [ti for ti in second.get_task_instances() if ti.task_id.endswith(".mirror")]
     assert len(mirrors) == 3  # the pool's slots, not 60 batches
     assert len(second.get_task_instances()) == 3 + 4  # ensure_rules, resolve_tags, shards, record_audit
+
+
+def test_heads_start_while_other_repositories_are_still_listing(sandbox, sandbox_env, monkeypatch):
+    """Measured on a00658c: every listing of a batch finished before its first upstream HEAD."""
+    from ecr_mirror.mirror import RunOptions
+    from ecr_mirror.rules import ensure_rules
+    from ecr_mirror.settings import get_settings
+    from tests.ptc_helpers import engine, hub_rule, manifest
+    from tests.upstream_proxy import upstream_proxy
+
+    images = {f"acme/shape-pipe-{i}": ["1", "2"] for i in range(12)}
+    for image, names in images.items():
+        seed_tags(sandbox.upstreams[HUB], image, names)
+    m = manifest("shape-pipe", [hub_rule("shape-pipe")], [{"image": i, "tags": t} for i, t in images.items()])
+    m = m.model_copy(update={"defaults": m.defaults.model_copy(update={"concurrency": 2})})
+    with upstream_proxy(sandbox.upstreams[HUB]) as hub:
+        monkeypatch.setenv("ECR_MIRROR_UPSTREAM_ENDPOINTS", json.dumps({**sandbox.upstreams, HUB: hub.url}))
+        get_settings.cache_clear()
+        with engine(m, f"sqlite:///{sandbox_env / 'audit.db'}") as mirror:
+            ensure_rules(m, mirror.target)
+            tags = mirror.resolve(RunOptions()).tags
+            listed: list[float] = []
+            mirror.target.client.meta.events.register(
+                "before-call.ecr.DescribeImages", lambda **_: listed.append(time.monotonic())
+            )
+            hub.times.clear()
+            hub.requests.clear()
+            plan = mirror.compare(tags)
+
+    assert {str(item.action) for item in plan} == {"missing"} and len(plan) == 24
+    heads = [at for at, (method, _) in zip(hub.times, hub.requests, strict=True) if method == "HEAD"]
+    assert len(heads) == 24 and len(listed) == 12  # one HEAD per tag, one listing per repository
+    assert min(heads) < max(listed)  # the first HEAD did not wait for the last listing

@@ -5,6 +5,7 @@ wrong digest), while every body passes through untouched."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ class UpstreamProxy:
     #: the digest every manifest HEAD answers with, None: the upstream's own
     head_digest: str | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)  # (method, path)
+    #: when each request came in (time.monotonic()), in the order of ``requests``
+    times: list[float] = field(default_factory=list)
 
     def count(self, method: str, part: str) -> int:
         return sum(m == method and part in path for m, path in self.requests)
@@ -36,6 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _forward(self) -> None:
         proxy: UpstreamProxy = self.server.proxy  # type: ignore[attr-defined]
+        proxy.times.append(time.monotonic())
         proxy.requests.append((self.command, self.path))
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
         answer = httpx.request(self.command, proxy.upstream + self.path, headers=headers)

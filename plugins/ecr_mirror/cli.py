@@ -33,8 +33,10 @@ from ecr_mirror.states import DriftPolicy
 if TYPE_CHECKING:
     from ecr_mirror.audit import AuditRecord
     from ecr_mirror.manifest import Manifest, ManifestError
-    from ecr_mirror.mirror import RunOptions
+    from ecr_mirror.mirror import Mirror, RunInfo, RunOptions
+    from ecr_mirror.progress import Progress
     from ecr_mirror.rules import RuleCheck
+    from ecr_mirror.tags import TagRef
 
 #: exit codes, the same for every subcommand (3: ecr-mirror itself failed, see main)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASHED = 0, 1, 2, 3
@@ -244,8 +246,13 @@ def _sync(args: argparse.Namespace) -> int:
             return EXIT_BAD_INPUT
         tags = mirror.resolve(options, run).tags
         with Progress.for_terminal(len(tags), json_output=args.json, force=options.force) as progress:
-            for shard in shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size):
-                progress.pulled(mirror.mirror(shard, run, options, on_compared=progress.compared))
+            _mirror_shards(
+                mirror,
+                shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size),
+                run,
+                options,
+                progress,
+            )
         note = "; ".join(warning for check in checks for warning in check.warnings) or None
         summary, records = mirror.finish(run, tags, note=note)
     if args.json:
@@ -266,6 +273,21 @@ def _sync(args: argparse.Namespace) -> int:
         print(_audit_table(records))
         print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
     return EXIT_FAILED if summary.status is RunStatus.FAILED else EXIT_OK
+
+
+def _mirror_shards(
+    mirror: Mirror, shards: Sequence[Sequence[TagRef]], run: RunInfo, options: RunOptions, progress: Progress
+) -> None:
+    """Every shard at once, as a DAG run's mapped tasks run: one shard's pulls overlap another's
+    listings and HEADs; the engine's ``concurrency`` still caps the requests in flight (Mirror.slot)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def one(shard: Sequence[TagRef]) -> None:
+        progress.pulled(mirror.mirror(shard, run, options, on_compared=progress.compared))
+
+    if shards:
+        with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="shard") as pool:
+            list(pool.map(one, shards))
 
 
 def _audit_table(records: Sequence[AuditRecord]) -> str:

@@ -130,6 +130,7 @@ class Mirror:
         self.concurrency = manifest.defaults.concurrency
         self._slots: dict[int, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
+        self._requests = threading.BoundedSemaphore(self.concurrency)
 
     def resolve(self, options: RunOptions, run: RunInfo | None = None) -> Selection:
         """The tags this run mirrors: the manifest's selection, narrowed and extended by the options,
@@ -198,14 +199,18 @@ class Mirror:
             "not mirrored; update the pin in the manifest to take the new image"
         )
 
-    def slot(self, image_index: int) -> threading.BoundedSemaphore:
+    @contextmanager
+    def slot(self, image_index: int) -> Iterator[None]:
         """Held around each upstream or ECR request for a tag of images[image_index]: an image's
-        ``concurrency`` caps its requests in flight (the task's own threads cap them all)."""
+        ``concurrency`` caps its requests in flight, and ``defaults.concurrency`` caps them all,
+        however many shards of the run share this engine (the CLI runs them side by side)."""
         with self._slots_lock:
             if image_index not in self._slots:
                 size = self.manifest.image_concurrency(image_index)
                 self._slots[image_index] = threading.BoundedSemaphore(size)
-            return self._slots[image_index]
+            image = self._slots[image_index]
+        with image, self._requests:  # always in this order: no two threads wait for each other
+            yield
 
     def _upstream_digest(self, tag: TagRef) -> str | None:
         with self.slot(tag.image_index):
