@@ -360,6 +360,23 @@ def services_stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+def bench_workdir(parser: argparse.ArgumentParser, prefix: str, **env: str) -> Path:
+    """A fresh work folder holding Airflow's home (set before the project's modules are imported,
+    which read it), with ``env`` added to the environment; a usage error without skopeo."""
+    if shutil.which("skopeo") is None:
+        parser.error("skopeo not found (./dev setup installs it)")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(workdir / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            **env,
+        }
+    )
+    return workdir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.check_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--tags", type=int, default=200, help=f"tags of {BENCH_REPO} (default 200)")
@@ -367,17 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="manifest defaults.concurrency")
     parser.add_argument("--batch-size", type=int, default=50, help="manifest defaults.batch_size")
     args = parser.parse_args(argv)
-    if shutil.which("skopeo") is None:
-        parser.error("skopeo not found (./dev setup installs it)")
-
-    workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(workdir / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        }
-    )
+    workdir = bench_workdir(parser, "ecr-mirror-bench-")
     from ecr_mirror.tags import select_tags
     from sandbox.services import start_sandbox
 
