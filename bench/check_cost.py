@@ -426,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.repeat,
             ),
             measure(
-                f"ecr-mirror per batch of {args.batch_size}",
+                "ecr-mirror per shard (the DAG)",
                 tags,
                 lambda: ecr_mirror_check(manifest, tags, store_url, per_batch=True),
                 sandbox,
