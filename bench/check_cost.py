@@ -173,16 +173,17 @@ def count_calls(target: EcrTarget, calls: Counter[str]) -> None:
 
 def initial_mirror(manifest: Manifest, tags: Sequence[TagRef], store_url: str) -> Counter[str]:
     """Create the rule, then compare + pull every batch: afterwards everything is cached."""
-    from ecr_mirror.mirror import RunInfo, batches
+    from ecr_mirror.mirror import RunInfo
     from ecr_mirror.rules import ensure_rules
+    from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
 
     calls: Counter[str] = Counter()
     run = RunInfo("bench-initial", manifest.dag_id, manifest.name)
     statuses: Counter[str] = Counter()
     with mirror_for(manifest, calls, store_url) as mirror:
         ensure_rules(manifest, mirror.target)
-        for batch in batches(tags, manifest.defaults.batch_size):
-            statuses.update(r.status for r in mirror.pull(mirror.compare(batch), run))
+        for shard in shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size):
+            statuses.update(r.status for r in mirror.mirror(shard, run))
         mirror.finish(run, tags)
     if statuses != Counter({"pulled": len(tags)}):
         raise RuntimeError(f"initial mirror did not pull every tag: {dict(statuses)}")
@@ -195,19 +196,19 @@ def ecr_mirror_check(
     """One steady-state digest check: (wall s, tags found up to date, botocore calls).
 
     ``per_batch=False``: one ``mirror.compare(tags)`` over every tag, clients built before the
-    clock starts. ``per_batch=True``: as the DAG runs it, one compare per ``batch_size`` batch with
-    fresh clients each (each ``compare_digests`` task instance builds its own), clients included.
+    clock starts. ``per_batch=True``: as the DAG runs it, one compare per shard (shards.py) with
+    fresh clients each (each ``mirror`` task instance builds its own), clients included.
     """
-    from ecr_mirror.mirror import batches
+    from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
     from ecr_mirror.states import Action
 
     calls: Counter[str] = Counter()
     plan = []
     if per_batch:
         start = time.perf_counter()
-        for batch in batches(tags, manifest.defaults.batch_size):
+        for shard in shards_for(tags, MAX_TASKS_PER_HOST, manifest.defaults.batch_size):
             with mirror_for(manifest, calls, store_url) as mirror:
-                plan += mirror.compare(batch)
+                plan += mirror.compare(shard)
         wall = time.perf_counter() - start
     else:
         with mirror_for(manifest, calls, store_url) as mirror:
@@ -359,6 +360,23 @@ def services_stderr_to(path: Path) -> Iterator[None]:
         os.close(saved)
 
 
+def bench_workdir(parser: argparse.ArgumentParser, prefix: str, **env: str) -> Path:
+    """A fresh work folder holding Airflow's home (set before the project's modules are imported,
+    which read it), with ``env`` added to the environment; a usage error without skopeo."""
+    if shutil.which("skopeo") is None:
+        parser.error("skopeo not found (./dev setup installs it)")
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(workdir / "airflow"),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
+            **env,
+        }
+    )
+    return workdir
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.check_cost", description=__doc__.splitlines()[0])
     parser.add_argument("--tags", type=int, default=200, help=f"tags of {BENCH_REPO} (default 200)")
@@ -366,17 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=8, help="manifest defaults.concurrency")
     parser.add_argument("--batch-size", type=int, default=50, help="manifest defaults.batch_size")
     args = parser.parse_args(argv)
-    if shutil.which("skopeo") is None:
-        parser.error("skopeo not found (./dev setup installs it)")
-
-    workdir = Path(tempfile.mkdtemp(prefix="ecr-mirror-bench-"))
-    os.environ.update(
-        {
-            "AIRFLOW_HOME": str(workdir / "airflow"),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__LOGGING__LOGGING_LEVEL": "WARNING",
-        }
-    )
+    workdir = bench_workdir(parser, "ecr-mirror-bench-")
     from ecr_mirror.tags import select_tags
     from sandbox.services import start_sandbox
 
@@ -418,7 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.repeat,
             ),
             measure(
-                f"ecr-mirror per batch of {args.batch_size}",
+                "ecr-mirror per shard (the DAG)",
                 tags,
                 lambda: ecr_mirror_check(manifest, tags, store_url, per_batch=True),
                 sandbox,

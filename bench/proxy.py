@@ -15,6 +15,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -46,7 +47,8 @@ class CountingProxy:
     https before falling back to http, as skopeo does with ``--tls-verify=false``).
     """
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, delay_s: float = 0.0) -> None:
+        """``delay_s``: added to every request before it is forwarded (a fixed network latency)."""
         host, _, port = target.removeprefix("http://").rstrip("/").partition(":")
         self.counts: Counter[str] = Counter()
         self.statuses: Counter[tuple[str, int]] = Counter()
@@ -84,6 +86,8 @@ class CountingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 kind = classify(self.command, self.path, {k.lower(): v for k, v in headers.items()})
+                if delay_s:
+                    time.sleep(delay_s)
                 for attempt in (1, 2):  # a kept-alive upstream connection may have been closed
                     conn = self._connection()
                     try:

@@ -67,6 +67,8 @@ class FaultProxy:
     #: the digest every manifest HEAD answers with (a cache or CDN that lies), None: the upstream's
     head_digest: str | None = None
     requests: list[tuple[str, str]] = field(default_factory=list)
+    #: when each request came in (time.monotonic()), in the order of ``requests``
+    times: list[float] = field(default_factory=list)
     faulted: Counter[str] = field(default_factory=Counter)  # fault kind -> requests
     _seen: Counter[tuple[str, str]] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -82,6 +84,7 @@ class FaultProxy:
     def fault_for(self, method: str, path: str) -> str | None:
         """The fault of this request, or None to forward it untouched."""
         with self._lock:
+            self.times.append(time.monotonic())
             self.requests.append((method, path))
             n = self._seen[(method, path)]
             self._seen[(method, path)] += 1

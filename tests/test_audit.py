@@ -57,3 +57,26 @@ def test_summary_counts_statuses_and_fails_on_any_failed_tag(store):
     store.write_summary(summary)
     [stored] = store.summaries(dag_id="ecr_mirror__base")
     assert (stored.status, stored.total, stored.counts) == ("failed", 3, {"failed": 1, "ok": 1, "pulled": 1})
+
+
+def test_a_shard_of_rows_is_written_in_one_statement_not_a_round_trip_per_tag(store):
+    import sqlalchemy as sa
+
+    statements: list[tuple[str, bool]] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append((statement.split(None, 1)[0].upper(), executemany))
+
+    store.write([record(f"old-{i}") for i in range(3)])  # rows a retried shard replaces
+    sa.event.listen(store.engine, "before_cursor_execute", seen)
+    try:
+        store.write(
+            [record(f"old-{i}", status="ok") for i in range(3)] + [record(f"1.{i}") for i in range(997)]
+        )
+    finally:
+        sa.event.remove(store.engine, "before_cursor_execute", seen)
+
+    assert statements == [("INSERT", False)]  # no DELETE, no executemany: one statement for 1,000 rows
+    rows = store.records(run_id="run-1")
+    assert len(rows) == 1000
+    assert {r.status for r in rows if r.tag.startswith("old-")} == {"ok"}

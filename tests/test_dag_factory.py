@@ -124,19 +124,19 @@ def test_task_layout_retries_pools_timeouts_and_schedule(tmp_path):
     assert set(dag.task_ids) == {
         "ensure_rules",
         "resolve_tags",
-        f"{hub}.batches",
-        f"{hub}.compare_digests",
-        f"{hub}.pull_through",
+        f"{hub}.shards",
+        f"{hub}.mirror",
         "record_audit",
     }
     assert dag.max_active_runs == 1 and dag.catchup is False and dag.schedule == "0 */6 * * *"
     assert dag.get_task("record_audit").trigger_rule == "all_done"
-    assert dag.get_task(f"{hub}.compare_digests").upstream_task_ids == {f"{hub}.batches"}
-    assert dag.get_task(f"{hub}.batches").upstream_task_ids == {"resolve_tags"}
+    assert dag.get_task(f"{hub}.mirror").upstream_task_ids == {f"{hub}.shards"}
+    assert dag.get_task(f"{hub}.shards").upstream_task_ids == {"resolve_tags"}
     assert dag.get_task("resolve_tags").upstream_task_ids == {"ensure_rules"}
-    pull = dag.get_task(f"{hub}.pull_through")
+    assert dag.get_task("record_audit").upstream_task_ids == {"resolve_tags", f"{hub}.mirror"}
+    pull = dag.get_task(f"{hub}.mirror")
     assert pull.retries == 2 and pull.retry_exponential_backoff and pull.retry_delay == timedelta(seconds=30)
-    assert pull.pool == dag.get_task(f"{hub}.compare_digests").pool == "ecr_mirror__registry_1_docker_io"
+    assert pull.pool == "ecr_mirror__registry_1_docker_io"
     assert pull.execution_timeout == timedelta(hours=1)
     assert set(dag.params) == {"images", "extra_tags", "dry_run", "force", "on_drift", "warm_layers"}
     assert dag.deadline is None  # no sla in this manifest
@@ -152,9 +152,8 @@ def test_an_image_that_overrides_retries_gets_its_own_lane(tmp_path):
     dag = build_dag(load_manifest(path), path)
     hub = "registry_1_docker_io"
     for lane, retries in ((hub, 3), (f"{hub}_retries_0", 0)):
-        for step in ("compare_digests", "pull_through"):
-            task = dag.get_task(f"{lane}.{step}")
-            assert (task.retries, task.pool) == (retries, f"ecr_mirror__{hub}")
+        task = dag.get_task(f"{lane}.mirror")
+        assert (task.retries, task.pool) == (retries, f"ecr_mirror__{hub}")
 
 
 MULTI = """
@@ -179,10 +178,10 @@ def test_each_upstream_gets_its_pool_and_the_sla_becomes_a_deadline_alert(tmp_pa
     path = tmp_path / "multi.yaml"
     path.write_text(MULTI)
     dag = build_dag(load_manifest(path), path)
-    pools = {t.task_id: t.pool for t in dag.tasks if t.task_id.endswith("pull_through")}
+    pools = {t.task_id: t.pool for t in dag.tasks if t.task_id.endswith(".mirror")}
     assert pools == {
-        "quay_io.pull_through": "ecr_mirror__quay_io",
-        "registry_1_docker_io.pull_through": "ecr_mirror__registry_1_docker_io",
+        "quay_io.mirror": "ecr_mirror__quay_io",
+        "registry_1_docker_io.mirror": "ecr_mirror__registry_1_docker_io",
     }
     assert all(t.execution_timeout == timedelta(minutes=20) for t in dag.tasks)
     deadline = dag.deadline[0] if isinstance(dag.deadline, list) else dag.deadline

@@ -21,10 +21,11 @@ HUB = "registry-1.docker.io"
 LANE = "registry_1_docker_io"
 
 
-def test_a_tag_whose_batch_never_reported_gets_a_failed_row_and_fails_the_run(sandbox, sandbox_env):
-    for tag in ("1.0", "2.0"):
-        seed_image(sandbox.upstreams[HUB], "acme/closing", tag, platforms=())
-    m = manifest("closing", [hub_rule("closing")], [{"image": "acme/closing", "tags": ["1.0", "2.0"]}])
+def test_a_tag_whose_shard_never_reported_gets_a_failed_row_and_fails_the_run(sandbox, sandbox_env):
+    for name, tag in (("closing", "1.0"), ("closing-b", "2.0")):
+        seed_image(sandbox.upstreams[HUB], f"acme/{name}", tag, platforms=())
+    images = [{"image": "acme/closing", "tags": ["1.0"]}, {"image": "acme/closing-b", "tags": ["2.0"]}]
+    m = manifest("closing", [hub_rule("closing")], images)
     m = m.model_copy(update={"defaults": m.defaults.model_copy(update={"batch_size": 1})})
     run = RunInfo("manual__closing", m.dag_id, m.name)
     source = ManifestSource(m, sandbox_env)
@@ -34,10 +35,10 @@ def test_a_tag_whose_batch_never_reported_gets_a_failed_row_and_fails_the_run(sa
     resolved = tasks.resolve_tags(source, run, options, {})
     first, second = resolved[LANE]
     assert [t["tag"] for t in first + second] == ["1.0", "2.0"]
-    tasks.pull_through(m, tasks.compare_digests(m, first, options), run, options)
-    # the second batch never reports: its tasks failed all their tries
+    assert tasks.mirror_shard(m, first, run, options) == {"pulled": 1}
+    # the second shard never reports: its task failed all its tries
 
-    lost = r"^1 of 2 tags failed: docker\.io/acme/closing:2\.0: no result"
+    lost = r"^1 of 2 tags failed: docker\.io/acme/closing-b:2\.0: no result"
     with pytest.raises(tasks.RunFailed, match=lost):
         tasks.record_audit(m, run, checks, resolved)
 
@@ -63,6 +64,13 @@ class ListingWithout:
         images.digests.discard(self.hidden)
         return images
 
+    def images_by_id(self, repository: str, image_ids: list[dict[str, str]]) -> CachedImages:
+        """As ECR answers a describe_images naming an image it does not hold: the whole call fails."""
+        if {"imageDigest": self.hidden} in image_ids:
+            error = {"Error": {"Code": "ImageNotFoundException", "Message": f"{self.hidden} not found"}}
+            raise self.target.client.exceptions.ImageNotFoundException(error, "DescribeImages")
+        return self.target.images_by_id(repository, image_ids)
+
 
 def test_a_pulled_index_whose_manifest_is_not_in_ecr_is_failed_naming_it(sandbox, sandbox_env):
     seeded = seed_image(sandbox.upstreams[HUB], "library/c-index", "1")
@@ -78,16 +86,17 @@ def test_a_pulled_index_whose_manifest_is_not_in_ecr_is_failed_naming_it(sandbox
 
 
 def test_a_dag_run_stopped_before_record_audit_is_closed_by_the_next_run_of_its_dag(sandbox, sandbox_env):
-    for tag in ("1.0", "2.0"):
-        seed_image(sandbox.upstreams[HUB], "acme/stopped", tag, platforms=())
-    m = manifest("stopped", [hub_rule("stopped")], [{"image": "acme/stopped", "tags": ["1.0", "2.0"]}])
+    for name, tag in (("stopped", "1.0"), ("stopped-b", "2.0")):  # two repositories: two shards
+        seed_image(sandbox.upstreams[HUB], f"acme/{name}", tag, platforms=())
+    images = [{"image": "acme/stopped", "tags": ["1.0"]}, {"image": "acme/stopped-b", "tags": ["2.0"]}]
+    m = manifest("stopped", [hub_rule("stopped")], images)
     m = m.model_copy(update={"defaults": m.defaults.model_copy(update={"batch_size": 1})})
     source, options = ManifestSource(m, sandbox_env), RunOptions()
     tasks.ensure_rules(source, options)
     stopped = RunInfo("scheduled__stopped", m.dag_id, m.name)
     first, _ = tasks.resolve_tags(source, stopped, options, {})[LANE]
-    tasks.pull_through(m, tasks.compare_digests(m, first, options), stopped, options)
-    # the run is marked failed in the UI here: its second batch and record_audit never run
+    tasks.mirror_shard(m, first, stopped, options)
+    # the run is marked failed in the UI here: its second shard and record_audit never run
 
     tasks.resolve_tags(source, RunInfo("scheduled__next", m.dag_id, m.name), options, {})
 

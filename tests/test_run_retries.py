@@ -30,9 +30,7 @@ def write_manifest(folder: Path, name: str) -> Path:
 
 def pull_tries(dag_run) -> list[tuple[str, int]]:
     return sorted(
-        (ti.state, ti.try_number)
-        for ti in dag_run.get_task_instances()
-        if ti.task_id.endswith("pull_through")
+        (ti.state, ti.try_number) for ti in dag_run.get_task_instances() if ti.task_id.endswith(".mirror")
     )
 
 

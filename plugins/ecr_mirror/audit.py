@@ -1,13 +1,15 @@
 """The audit trail: one row per tag per run, and one summary row per run.
 
 Stored with SQLAlchemy Core so the same code writes SQLite (the default) and PostgreSQL. Rows are
-written as each batch finishes; a retried batch replaces its own rows (an upsert on the row's
-key), so a run never holds two rows for one tag.
+written as each shard finishes, in one multi-row upsert statement (``INSERT ... ON CONFLICT DO
+UPDATE`` through the dialect's insert) per thousand-odd rows, not a round trip per tag; a retried
+shard replaces its own rows (the upsert's key), so a run never holds two rows for one tag.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -126,6 +128,9 @@ FAILED_STATUSES = frozenset({Status.FAILED})
 
 #: the INSERT ... ON CONFLICT DO UPDATE of each dialect the store supports
 _UPSERTS: dict[str, Callable[[sa.Table], Any]] = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+#: bound parameters one statement may carry: SQLite's SQLITE_MAX_VARIABLE_NUMBER (32,766 since 3.32,
+#: https://www.sqlite.org/limits.html#max_variable_number), PostgreSQL's 65,535 of its protocol
+_MAX_PARAMETERS = {"sqlite": 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999, "postgresql": 65535}
 
 
 def utcnow() -> datetime:
@@ -263,15 +268,17 @@ class AuditStore:
         unique = list({tuple(row[key] for key in keys): row for row in rows}.values())
         if not unique:
             return
-        insert = _UPSERTS[self.engine.dialect.name](table)
+        dialect = self.engine.dialect.name
         changed = [name for name in unique[0] if name not in keys]
-        statement = insert.on_conflict_do_update(
-            index_elements=list(keys), set_={name: insert.excluded[name] for name in changed}
-        )
+        per_statement = max(1, _MAX_PARAMETERS[dialect] // len(unique[0]))
 
         def execute() -> None:
             with self.engine.begin() as conn:
-                conn.execute(statement, unique)
+                for start in range(0, len(unique), per_statement):
+                    # one multi-row INSERT ... ON CONFLICT DO UPDATE: one round trip for the chunk
+                    insert = _UPSERTS[dialect](table).values(unique[start : start + per_statement])
+                    excluded = {name: insert.excluded[name] for name in changed}
+                    conn.execute(insert.on_conflict_do_update(index_elements=list(keys), set_=excluded))
 
         durably(self.engine, execute, f"writing {len(unique)} row(s) to {table.name}")
 

@@ -272,17 +272,26 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _sync_tags(mirror: Mirror, run: RunInfo, options: RunOptions, json_output: bool) -> list[TagRef]:
-    """Resolve, register, then compare and pull batch by batch; the run's tags."""
-    from ecr_mirror.mirror import batches
+    """Resolve, register, then mirror every shard at once, as a DAG run's mapped tasks run: one
+    shard's pulls overlap another's listings and HEADs; the engine's ``concurrency`` still caps the
+    requests in flight (Mirror.slot). The run's tags."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from ecr_mirror.progress import Progress
     from ecr_mirror.run_closing import this_process
+    from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
 
     tags = mirror.resolve(options, run).tags
     mirror.register(run, tags, this_process())
+    shards = shards_for(tags, MAX_TASKS_PER_HOST, mirror.manifest.defaults.batch_size)
     with Progress.for_terminal(len(tags), json_output=json_output, force=options.force) as progress:
-        for batch in batches(tags, mirror.manifest.defaults.batch_size):
-            plan = mirror.compare(batch, options, on_compared=progress.compared)
-            progress.pulled(mirror.pull(plan, run, options))
+
+        def one(shard: Sequence[TagRef]) -> None:
+            progress.pulled(mirror.mirror(shard, run, options, on_compared=progress.compared))
+
+        if shards:
+            with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="shard") as pool:
+                list(pool.map(one, shards))
     return tags
 
 

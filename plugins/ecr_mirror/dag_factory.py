@@ -1,16 +1,18 @@
 """Manifest -> Airflow DAG.
 
 Each manifest becomes one DAG ``ecr_mirror__<name>``; per upstream registry host of its rules, a
-task group ``<host>`` (e.g. ``registry_1_docker_io``) takes that host's batches and maps over them::
+task group ``<host>`` (e.g. ``registry_1_docker_io``) takes that host's shards and maps over them::
 
-    ensure_rules >> resolve_tags >> <host>.batches >> <host>.compare_digests[batch]
-                 >> <host>.pull_through[batch] >> record_audit
+    ensure_rules >> resolve_tags >> <host>.shards >> <host>.mirror[shard] >> record_audit
 
-``resolve_tags`` groups the run's tags by upstream host before batching them
-(``defaults.batch_size``), so every compare/pull task instance talks to one upstream and runs in
-that upstream's Airflow pool (pools.py); inside a task, ``defaults.concurrency`` threads share one
-pooled HTTP client. ``record_audit`` runs even when a batch failed, gives every tag an audit row,
-and fails the run when any tag failed. The trigger form (params.py) narrows or extends a run.
+``resolve_tags`` groups the run's tags by upstream host, then into shards (shards.py): every tag of
+an ECR repository in one shard, at most the host's pool slots and 11 shards per host, so a run has
+a fixed number of task instances whatever its number of tags. Each ``mirror`` task instance
+compares and pulls its shard with one set of clients (one ECR listing per repository), talks to
+one upstream and runs in that upstream's Airflow pool (pools.py); inside a task,
+``defaults.concurrency`` threads share one pooled HTTP client. ``record_audit`` runs even when a
+shard failed, gives every tag an audit row, and fails the run when any tag failed. The trigger
+form (params.py) narrows or extends a run.
 
 Nothing here touches the network or a database at parse time: the tasks build their clients when
 they run. The task bodies live in tasks.py; this module wires them. A DAG is built around a
@@ -121,8 +123,7 @@ def _as_airflow_failures() -> Iterator[None]:
 def _wire(source: RunSource) -> None:
     """The tasks of a mirror DAG (bodies in tasks.py) and their dependencies::
 
-    ensure_rules >> resolve_tags >> <lane>.batches >> <lane>.compare_digests[batch]
-                 >> <lane>.pull_through[batch] >> record_audit
+    ensure_rules >> resolve_tags >> <lane>.shards >> <lane>.mirror[shard] >> record_audit
     """
     manifest = source.manifest
 
@@ -139,23 +140,18 @@ def _wire(source: RunSource) -> None:
             raise AirflowFailException(str(exc)) from None
 
     @task
-    def batches_of(resolved: dict[str, Any], lane: str) -> tasks.Batch:
-        """One lane's batches (Airflow maps over a whole XCom only, not over a key of it)."""
-        lane_batches: tasks.Batch = resolved[lane]
-        return lane_batches
+    def shards_of(resolved: dict[str, Any], lane: str) -> list[tasks.Shard]:
+        """One lane's shards (Airflow records a mapped length for a task's whole return value only,
+        not for one key of a ``multiple_outputs`` dict)."""
+        lane_shards: list[tasks.Shard] = resolved[lane]
+        return lane_shards
 
-    @task(map_index_template="{{ batch_label }}")
-    def compare_digests(batch: tasks.Batch) -> list[dict[str, Any]]:
-        current, _, options = _context(manifest)
-        current["batch_label"] = tasks.batch_label(batch)
-        return tasks.compare_digests(source.run_manifest(_resolved_tags(current)), batch, options)
-
-    @task(map_index_template="{{ batch_label }}")
-    def pull_through(plan: list[dict[str, Any]]) -> dict[str, int]:
+    @task(map_index_template="{{ shard_label }}")
+    def mirror(shard: tasks.Shard) -> dict[str, int]:
         current, this, options = _context(manifest)
-        current["batch_label"] = tasks.batch_label([p["tag"] for p in plan])
+        current["shard_label"] = tasks.shard_label(shard)
         with _as_airflow_failures():
-            return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
+            return tasks.mirror_shard(source.run_manifest(_resolved_tags(current)), shard, this, options)
 
     @task(trigger_rule=TriggerRule.ALL_DONE)
     def record_audit() -> dict[str, Any]:
@@ -174,12 +170,10 @@ def _wire(source: RunSource) -> None:
     ensure_rules() >> resolved >> audit
     _wire_prune_report(manifest, audit)
     for lane, (host, retries) in tasks.lanes(manifest).items():
-        with TaskGroup(group_id=lane, tooltip=f"batches of {host} ({retries} retries)"):
-            pool = pool_name(host)
+        with TaskGroup(group_id=lane, tooltip=f"shards of {host} ({retries} retries)"):
             # Airflow hands the task resolve_tags' value for the XComArg when it runs
-            mine = batches_of.override(task_id="batches")(resolved, lane)  # type: ignore[arg-type]
-            plans = compare_digests.override(pool=pool, retries=retries).expand(batch=mine)
-            pull_through.override(pool=pool, retries=retries).expand(plan=plans) >> audit
+            mine = shards_of.override(task_id="shards")(resolved, lane)  # type: ignore[arg-type]
+            mirror.override(pool=pool_name(host), retries=retries).expand(shard=mine) >> audit
 
 
 def _wire_prune_report(manifest: Manifest, audit: Any) -> None:

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: describe_images takes at most 100 imageIds per call (API_DescribeImages.html, imageIds)
+IDS_PER_CALL = 100
 #: renew the registry login this long before ECR's 12 h token expires
 _LOGIN_MARGIN = timedelta(minutes=15)
 
@@ -122,6 +124,21 @@ class EcrTarget:
             if exc.code == "RepositoryNotFoundException":
                 return CachedImages(exists=False)
             raise
+        return images
+
+    def images_by_id(self, repository: str, image_ids: list[dict[str, str]]) -> CachedImages:
+        """The images ``image_ids`` name (``imageTag`` or ``imageDigest`` each), ``IDS_PER_CALL`` per
+        describe_images call: what a pull's verification reads instead of listing the repository
+        again. Raises botocore's ImageNotFoundException when one of them is not there (DescribeImages
+        fails the whole call then: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/API_DescribeImages.html)."""
+        images = CachedImages(exists=True)
+        for start in range(0, len(image_ids), IDS_PER_CALL):
+            chunk = image_ids[start : start + IDS_PER_CALL]
+            answer = self.client.describe_images(repositoryName=repository, imageIds=chunk, **self._ids())
+            for detail in answer.get("imageDetails", []):
+                images.digests.add(detail["imageDigest"])
+                for tag in detail.get("imageTags", []):
+                    images.tags[tag] = detail["imageDigest"]
         return images
 
     def registry(self) -> RegistryClient:

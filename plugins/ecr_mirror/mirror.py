@@ -34,8 +34,8 @@ from ecr_mirror.upstream import Upstreams
 
 TRANSIENT = ErrorKind.TRANSIENT
 
-#: the error of a tag whose batch never reported (a task that failed all its tries)
-NO_RESULT = "no result was recorded for this tag: its batch task failed (see that task's log)"
+#: the error of a tag whose shard never reported (a task that failed all its tries)
+NO_RESULT = "no result was recorded for this tag: its shard's task failed (see that task's log)"
 
 
 @dataclass(frozen=True)
@@ -76,10 +76,6 @@ class RunInfo:
     run_id: str
     dag_id: str
     manifest: str
-
-
-def batches(tags: Sequence[TagRef], size: int) -> list[list[TagRef]]:
-    return [list(tags[i : i + size]) for i in range(0, len(tags), size)]
 
 
 def _unresolved_record(run: RunInfo, item: Unresolved) -> AuditRecord:
@@ -149,6 +145,7 @@ class Mirror:
         self.concurrency = manifest.defaults.concurrency
         self._slots: dict[int, threading.BoundedSemaphore] = {}
         self._slots_lock = threading.Lock()
+        self._requests = threading.BoundedSemaphore(self.concurrency)
 
     def resolve(self, options: RunOptions, run: RunInfo | None = None) -> Selection:
         """The tags this run mirrors: the manifest's selection, narrowed and extended by the options,
@@ -217,14 +214,18 @@ class Mirror:
             "not mirrored; update the pin in the manifest to take the new image"
         )
 
-    def slot(self, image_index: int) -> threading.BoundedSemaphore:
+    @contextmanager
+    def slot(self, image_index: int) -> Iterator[None]:
         """Held around each upstream or ECR request for a tag of images[image_index]: an image's
-        ``concurrency`` caps its requests in flight (the task's own threads cap them all)."""
+        ``concurrency`` caps its requests in flight, and ``defaults.concurrency`` caps them all,
+        however many shards of the run share this engine (the CLI runs them side by side)."""
         with self._slots_lock:
             if image_index not in self._slots:
                 size = self.manifest.image_concurrency(image_index)
                 self._slots[image_index] = threading.BoundedSemaphore(size)
-            return self._slots[image_index]
+            image = self._slots[image_index]
+        with image, self._requests:  # always in this order: no two threads wait for each other
+            yield
 
     def _upstream_digest(self, tag: TagRef) -> str | None:
         with self.slot(tag.image_index):
@@ -259,31 +260,21 @@ class Mirror:
         """Remember the run's tags before its first pull, so that an interrupted run can be closed."""
         register(self.store, run.run_id, run.dag_id, run.manifest, tags, owner)
 
-    def still_to_do(
-        self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
-    ) -> list[PlanItem]:
-        """The items of a batch this run has not settled: a tag whose row is good, or failed for
-        a permanent reason, is skipped (a retried task never pulls it again); a tag whose earlier
-        try failed for a transient reason is compared again (its plan may be stale)."""
+    def still_to_do(self, tags: Sequence[TagRef], run: RunInfo) -> list[TagRef]:
+        """The tags of a shard this run has not settled: a tag whose row is good, or failed for a
+        permanent reason, is skipped (a retried task never pulls it again); a tag whose earlier
+        try failed for a transient reason is compared again, then pulled."""
         rows = {
             (r.ecr_repository, r.tag): r for r in self.store.records(dag_id=run.dag_id, run_id=run.run_id)
         }
 
-        def settled(item: PlanItem) -> bool:
-            row = rows.get((item.tag.cache_repository, item.tag.reference))
+        def settled(tag: TagRef) -> bool:
+            row = rows.get((tag.cache_repository, tag.reference))
             return row is not None and (
                 row.status is not Status.FAILED or row.error_kind is ErrorKind.PERMANENT
             )
 
-        todo = [item for item in plan if not settled(item)]
-        tried = [i for i in todo if (i.tag.cache_repository, i.tag.reference) in rows]
-        if not tried:
-            return todo
-        again = {
-            id(old): new
-            for old, new in zip(tried, self.compare([i.tag for i in tried], options), strict=True)
-        }
-        return [again.get(id(item), item) for item in todo]
+        return [tag for tag in tags if not settled(tag)]
 
     def pull(
         self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
@@ -326,6 +317,17 @@ class Mirror:
             self.store.last_pull,
         )
         return artifact_records((run.run_id, run.dag_id, run.manifest), puller.run(outcomes))
+
+    def mirror(
+        self,
+        tags: Sequence[TagRef],
+        run: RunInfo,
+        options: RunOptions = RunOptions(),
+        on_compared: Callable[[PlanItem], None] | None = None,
+    ) -> list[AuditRecord]:
+        """Compare and pull one shard (shards.py) with this engine's clients: each repository of
+        the shard is listed once, by the comparison, and the pull verifies only what it pulled."""
+        return self.pull(self.compare(tags, options, on_compared), run, options)
 
     def finish(
         self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False

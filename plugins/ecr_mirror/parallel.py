@@ -23,12 +23,17 @@ def fair_map(pool: Executor, fn: Callable[[T], R], items: Sequence[T], image: Ca
     An image with a lower ``concurrency`` makes threads wait for its slots; taking the images in
     turn keeps those waiting threads few, so the other images of the batch are not starved.
     """
+    order = fair_order(items, image)
+    results = dict(zip(order, pool.map(lambda p: fn(items[p]), order), strict=True))
+    return [results[p] for p in range(len(items))]
+
+
+def fair_order(items: Sequence[T], image: Callable[[T], int]) -> list[int]:
+    """The positions of ``items`` taken round-robin by ``image`` (see fair_map)."""
     turns: dict[int, list[int]] = defaultdict(list)
     for position, item in enumerate(items):
         turns[image(item)].append(position)
-    order = [p for turn in zip_longest(*turns.values()) for p in turn if p is not None]
-    results = dict(zip(order, pool.map(lambda p: fn(items[p]), order), strict=True))
-    return [results[p] for p in range(len(items))]
+    return [p for turn in zip_longest(*turns.values()) for p in turn if p is not None]
 
 
 def settled_map(pool: Executor, fn: Callable[[K], R], keys: Iterable[K]) -> dict[K, R | Exception]:

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from ecr_mirror.ecr import CachedImages
 from ecr_mirror.failures import error_kind
-from ecr_mirror.parallel import fair_map, settled_map
+from ecr_mirror.parallel import fair_order
 from ecr_mirror.states import Action, DriftPolicy, ErrorKind
 from ecr_mirror.tags import TagRef
 
@@ -85,42 +84,54 @@ def make_plan(
     Cached digests come from one listing per ECR repository (only its tagged images when no tag of
     the repository is a digest pin: a multi-arch tag's children are untagged images, so this
     lists a third as much for a two-platform index); upstream digests from one HEAD per tag.
+    Nothing waits for all the listings: each repository's listing is queued just before its first
+    tag's comparison, so HEADs start with the first listing and a tag waits only for its own
+    repository's (queued ahead of it, so running or done: no thread waits for a queued task).
     ``on_compared`` is called with each tag's item as soon as it is decided (a progress display).
     """
-    by_repository: dict[str, list[TagRef]] = defaultdict(list)
-    for tag in tags:
-        by_repository[tag.cache_repository].append(tag)
-
-    def compare(tag: TagRef, cached: CachedImages | Exception) -> PlanItem:
-        item = _compare(tag, cached)
-        if on_compared is not None:
-            on_compared(item)
-        return item
-
-    def _compare(tag: TagRef, cached: CachedImages | Exception) -> PlanItem:
-        if isinstance(cached, Exception):
-            error = f"listing ECR repository {tag.cache_repository}: {cached}"
-            return PlanItem(tag, Action.FAILED, error=error, error_kind=error_kind(cached))
-        try:
-            upstream = upstream_digest(tag)
-        except Exception as exc:  # one tag's failure is recorded, never raised
-            error = f"upstream {tag.image}:{tag.reference}: {exc}"
-            return PlanItem(tag, Action.FAILED, error=error, error_kind=error_kind(exc))
-        cached_digest = cached.digest_for(tag.reference)
-        action = decide(tag, upstream, cached_digest)
-        if upstream is None:
-            error = f"{tag.image}:{tag.reference} was not found upstream"
-            return PlanItem(tag, action, None, cached_digest, error, error_kind=ErrorKind.PERMANENT)
-        return PlanItem(tag, action, upstream, cached_digest)
-
     pinned = {tag.cache_repository for tag in tags if tag.reference.startswith("sha256:")}
 
     def listing(repository: str) -> CachedImages:
         return cached_images(repository, tagged_only=repository not in pinned)
 
+    def compare(tag: TagRef, cached: Future[CachedImages]) -> PlanItem:
+        item = _compare(tag, cached, upstream_digest)
+        if on_compared is not None:
+            on_compared(item)
+        return item
+
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        listings = settled_map(pool, listing, by_repository)
-        return fair_map(pool, lambda t: compare(t, listings[t.cache_repository]), tags, _image_of)
+        listings: dict[str, Future[CachedImages]] = {}
+        compared: dict[int, Future[PlanItem]] = {}
+        for position in fair_order(tags, _image_of):
+            tag = tags[position]
+            if tag.cache_repository not in listings:
+                listings[tag.cache_repository] = pool.submit(listing, tag.cache_repository)
+            compared[position] = pool.submit(compare, tag, listings[tag.cache_repository])
+        return [compared[position].result() for position in range(len(tags))]
+
+
+def _compare(
+    tag: TagRef, cached: Future[CachedImages], upstream_digest: Callable[[TagRef], str | None]
+) -> PlanItem:
+    upstream: str | None = None
+    failure: Exception | None = None
+    try:
+        upstream = upstream_digest(tag)
+    except Exception as exc:  # one tag's failure is recorded, never raised
+        failure = exc
+    if (listing_failure := cached.exception()) is not None:
+        listing_error = f"listing ECR repository {tag.cache_repository}: {listing_failure}"
+        return PlanItem(tag, Action.FAILED, error=listing_error, error_kind=error_kind(listing_failure))
+    if failure is not None:
+        error = f"upstream {tag.image}:{tag.reference}: {failure}"
+        return PlanItem(tag, Action.FAILED, error=error, error_kind=error_kind(failure))
+    cached_digest = cached.result().digest_for(tag.reference)
+    action = decide(tag, upstream, cached_digest)
+    if upstream is None:
+        error = f"{tag.image}:{tag.reference} was not found upstream"
+        return PlanItem(tag, action, None, cached_digest, error, error_kind=ErrorKind.PERMANENT)
+    return PlanItem(tag, action, upstream, cached_digest)
 
 
 def _image_of(tag: TagRef) -> int:

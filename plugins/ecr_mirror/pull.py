@@ -36,7 +36,7 @@ from ecr_mirror.pins import find_carrier
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.platforms import every_platform, select_platforms
 from ecr_mirror.protocols import PullTarget, RegistryEndpoint, UpstreamRegistries
-from ecr_mirror.pull_outcome import Outcome, Pulled, PullFailed, check_pulled, failed
+from ecr_mirror.pull_outcome import Outcome, Pulled, PullFailed, check_pulled, failed, read_pulled
 from ecr_mirror.refresh import RefreshTimer, refresh_timer, stale_after_pull_note
 from ecr_mirror.registry import FetchedManifest, NotFoundError, compute_digest
 from ecr_mirror.states import Action, ErrorKind, Intent, Status
@@ -100,8 +100,13 @@ class Puller:
             to_pull = [item for item in items if id(item) not in outcomes]
             triggered = fair_map(pool, self._trigger, to_pull, _image_of_item)
             pulled = dict(zip(map(id, to_pull), triggered, strict=True))
-            repositories = {i.tag.cache_repository for i in to_pull if isinstance(pulled[id(i)], Pulled)}
-            listings = settled_map(pool, self.target.cached_images, sorted(repositories))
+            done: dict[str, list[tuple[PlanItem, Pulled]]] = {}
+            for item in to_pull:
+                if isinstance(result := pulled[id(item)], Pulled):
+                    done.setdefault(item.tag.cache_repository, []).append((item, result))
+            listings = settled_map(
+                pool, lambda repo: read_pulled(self.target, repo, done[repo]), sorted(done)
+            )
             warm: list[tuple[PlanItem, Pulled]] = []
             for item in to_pull:
                 result = pulled[id(item)]

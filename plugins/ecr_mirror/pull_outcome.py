@@ -3,13 +3,22 @@ the tag's ``Outcome`` (its audit row to be), with the check that ECR holds what 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from ecr_mirror.ecr import CachedImages
+from ecr_mirror.ecr import IDS_PER_CALL, CachedImages
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.registry import FetchedManifest
 from ecr_mirror.states import ErrorKind, Status
+
+if TYPE_CHECKING:
+    from ecr_mirror.protocols import PullTarget
+
+#: a verification asks ECR for the pulled images by id when that takes at most this many
+#: describe_images calls, else it lists the repository once (1,000 images a page, 100 ids a call)
+BY_ID_CALLS = 2
 
 
 @dataclass
@@ -84,10 +93,33 @@ def check_pulled(item: PlanItem, pulled: Pulled, listing: CachedImages) -> Outco
     if after != item.upstream_digest:
         return None
     platforms = pulled.platform_digests
-    wanted = set(platforms.values()) if platforms else {d for _, d in pulled.top.children()}
-    absent = sorted(wanted - listing.digests)
+    absent = sorted(wanted_manifests(pulled) - listing.digests)
     if absent:
         error = f"ECR has the index {after} but not its manifests {', '.join(absent)}"
         # ECR imports an index's manifests as they are pulled: a later try may find them
         return Outcome(item, Status.FAILED, after, error, platforms, error_kind=ErrorKind.TRANSIENT)
     return Outcome(item, Status.PULLED, after, None, platforms)
+
+
+def wanted_manifests(pulled: Pulled) -> set[str]:
+    """The digests that must be in ECR under a pulled tag: the selected platforms, else every
+    child of an index (none for an image manifest)."""
+    platforms = pulled.platform_digests
+    return set(platforms.values()) if platforms else {d for _, d in pulled.top.children()}
+
+
+def read_pulled(target: PullTarget, repository: str, work: Sequence[tuple[PlanItem, Pulled]]) -> CachedImages:
+    """What ECR holds of one repository's pulled tags, for check_pulled: by id (the tags and the
+    manifests under them) when that is cheap, else one listing, never the repository once per tag.
+    A missing image fails a call by id as a whole; the listing then tells which one is missing."""
+    ids: dict[tuple[str, str], None] = {}
+    for item, pulled in work:
+        reference = item.tag.reference
+        ids[("imageDigest" if reference.startswith("sha256:") else "imageTag", reference)] = None
+        ids.update(dict.fromkeys(("imageDigest", digest) for digest in sorted(wanted_manifests(pulled))))
+    if len(ids) > BY_ID_CALLS * IDS_PER_CALL:
+        return target.cached_images(repository)
+    try:
+        return target.images_by_id(repository, [{kind: value} for kind, value in ids])
+    except Exception:  # e.g. ImageNotFoundException: the listing says what is there
+        return target.cached_images(repository)

@@ -17,12 +17,12 @@ from typing import Any
 
 from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import Manifest
-from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
-from ecr_mirror.plan import PlanItem
-from ecr_mirror.pools import slug, upstream_hosts
+from ecr_mirror.mirror import RunInfo, RunOptions, open_mirror
+from ecr_mirror.pools import pool_slots, slug, upstream_hosts
 from ecr_mirror.prune import build_report
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.run_closing import AIRFLOW
+from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
 from ecr_mirror.sources import RunSource
 from ecr_mirror.states import ErrorKind, Status
 from ecr_mirror.tags import SelectionError, TagRef
@@ -34,8 +34,8 @@ NOT_RESOLVED = "no tag was resolved: ensure_rules or resolve_tags failed (see th
 #: how many failed tags record_audit names in the run's failure message
 FAILURES_SHOWN = 10
 
-Batch = list[dict[str, Any]]
-"""A batch of tags as XCom carries it (TagRef.to_dict each)."""
+Shard = list[dict[str, Any]]
+"""A shard of tags as XCom carries it (TagRef.to_dict each; see shards.py)."""
 Lanes = dict[str, tuple[str, int]]
 """Task group id -> (upstream host, retries)."""
 
@@ -49,7 +49,7 @@ class RetryableFailure(Exception):
 
 
 def lanes(manifest: Manifest) -> Lanes:
-    """Task group id -> (upstream host, retries). Tags are batched per upstream host (its pool) and
+    """Task group id -> (upstream host, retries). Tags are sharded per upstream host (its pool) and
     per retries: a mapped task has one ``retries``, so an image that overrides them gets a lane of
     its own (``<host>_retries_<n>``)."""
     default = manifest.defaults.retries
@@ -61,11 +61,27 @@ def lanes(manifest: Manifest) -> Lanes:
     }
 
 
-def batch_label(batch: Batch) -> str:
+def shard_label(shard: Shard) -> str:
     """A mapped task instance's name in the UI: its first tag, and how many more."""
-    first = batch[0]
-    more = f" +{len(batch) - 1}" if len(batch) > 1 else ""
+    first = shard[0]
+    more = f" +{len(shard) - 1}" if len(shard) > 1 else ""
     return f"{first['image']}:{first['tag'] or first['digest']}{more}"
+
+
+def lane_shards(all_lanes: Lanes, manifest: Manifest, tags: list[TagRef]) -> dict[str, list[list[TagRef]]]:
+    """Each lane's shards (shards.py) of the run's ``tags`` (of ``manifest``, the run's). A host's
+    task instances stay within ``MAX_TASKS_PER_HOST`` and its pool's slots: each of its lanes has
+    one task that hands the shards over, and shares the rest of the host's budget with the host's
+    other lanes."""
+    per_host: dict[str, int] = {}
+    for host, _ in all_lanes.values():
+        per_host[host] = per_host.get(host, 0) + 1
+    out: dict[str, list[list[TagRef]]] = {}
+    for lane, (host, retries) in all_lanes.items():
+        budget = min(pool_slots(host), MAX_TASKS_PER_HOST - per_host[host])
+        mine = [t for t in tags if (t.registry, manifest.image_retries(t.image_index)) == (host, retries)]
+        out[lane] = shards_for(mine, max(1, budget // per_host[host]), manifest.defaults.batch_size)
+    return out
 
 
 def ensure_rules(source: RunSource, options: RunOptions) -> list[dict[str, Any]]:
@@ -82,7 +98,7 @@ def ensure_rules(source: RunSource, options: RunOptions) -> list[dict[str, Any]]
 def resolve_tags(
     source: RunSource, run: RunInfo, options: RunOptions, params: Mapping[str, Any]
 ) -> dict[str, Any]:
-    """The run's tag batches under one key per lane (and what the source keeps for later tasks).
+    """The run's tag shards under one key per lane (and what the source keeps for later tasks).
 
     Tags that cannot be resolved, and references no rule caches, get their failed rows here.
     """
@@ -100,42 +116,24 @@ def resolve_tags(
             raise RunFailed(str(exc)) from None
         mirror.register(run, tags, AIRFLOW)
     log.info("%d tags selected from %d images", len(tags), len(scope.manifest.images))
-    size = source.manifest.defaults.batch_size
-    for lane, (host, retries) in lanes(source.manifest).items():
-        mine = [
-            t for t in tags if (t.registry, scope.manifest.image_retries(t.image_index)) == (host, retries)
-        ]
-        out[lane] = [[t.to_dict() for t in batch] for batch in batches(mine, size)]
+    for lane, shards in lane_shards(lanes(source.manifest), scope.manifest, tags).items():
+        out[lane] = [[t.to_dict() for t in shard] for shard in shards]
     return out
 
 
-def compare_digests(manifest: Manifest, batch: Batch, options: RunOptions) -> list[dict[str, Any]]:
-    """Each tag's action (PlanItem.to_dict each), with the settings its pull applies."""
+def mirror_shard(manifest: Manifest, shard: Shard, run: RunInfo, options: RunOptions) -> dict[str, int]:
+    """Compare, pull, verify and warm one shard with one set of clients, and write its audit rows;
+    the count of each status."""
     with open_mirror(manifest) as mirror:
-        plan = mirror.compare([TagRef.from_dict(t) for t in batch], options)
-    for item in plan:
-        log.info("%s:%s %s", item.tag.image, item.tag.reference, item.action)
-    return [item.to_dict() for item in plan]
-
-
-def pull_through(
-    manifest: Manifest, plan: list[dict[str, Any]], run: RunInfo, options: RunOptions
-) -> dict[str, int]:
-    """Pull, verify and warm one batch and write its audit rows; the count of each status.
-
-    A retried task works on the tags this run has not settled yet (Mirror.still_to_do). Raises
-    RetryableFailure when a tag failed for a transient reason (Airflow retries the task), else
-    RunFailed when a tag failed for a permanent one (no retry can help).
-    """
-    with open_mirror(manifest) as mirror:
-        todo = mirror.still_to_do([PlanItem.from_dict(p) for p in plan], run, options)
-        if len(todo) < len(plan):
+        tags = [TagRef.from_dict(t) for t in shard]
+        todo = mirror.still_to_do(tags, run)
+        if len(todo) < len(tags):
             log.info(
                 "%d of %d tags already have their row in this run: not pulled again",
-                len(plan) - len(todo),
-                len(plan),
+                len(tags) - len(todo),
+                len(tags),
             )
-        records = mirror.pull(todo, run, options)
+        records = mirror.mirror(todo, run, options)
     counts: dict[str, int] = {}
     for record in records:
         counts[str(record.status)] = counts.get(str(record.status), 0) + 1
@@ -171,8 +169,8 @@ def record_audit(
     tags = [
         TagRef.from_dict(t)
         for lane in lanes(manifest)
-        for batch in (resolved or {}).get(lane, [])
-        for t in batch
+        for shard in (resolved or {}).get(lane, [])
+        for t in shard
     ]
     notes = [warning for check in checks or [] for warning in check["warnings"]]
     if resolved is None:

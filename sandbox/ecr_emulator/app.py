@@ -43,6 +43,7 @@ STAT_KEYS = (
     "blob_heads",
     "blob_redirects",
     "upstream_blob_fetches",
+    "describe_images",
 )
 
 

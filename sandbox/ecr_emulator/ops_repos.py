@@ -145,7 +145,9 @@ def _page_after(params: dict[str, Any]) -> tuple[float, str] | None:
 def describe_images(ctx: Context, params: dict[str, Any]) -> dict[str, Any]:
     """One page costs one page: the store reads ``maxResults`` + 1 images after the token's key
     (ordered by push time, then digest), so a client paging through 2,000 images does not make the
-    emulator read the repository 2,000 / maxResults times over."""
+    emulator read the repository 2,000 / maxResults times over. Every call counts in the stats
+    (``describe_images``), a listing page and a call by ``imageIds`` alike."""
+    ctx.cache.count("describe_images")
     repo = get_repository(ctx, params["repositoryName"])
     status = (params.get("filter") or {}).get("tagStatus", "ANY")
     if params.get("imageIds"):

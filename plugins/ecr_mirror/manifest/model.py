@@ -139,7 +139,7 @@ class Defaults(ImageSettings):
     max_retry_delay_seconds: int = Field(default=600, ge=1)
     concurrency: int = Field(default=8, ge=1, le=64)
     batch_size: int = Field(default=50, ge=1, le=1000)
-    #: execution_timeout of every task (a batch task that runs longer fails and retries)
+    #: execution_timeout of every task (a shard task that runs longer fails and retries)
     execution_timeout: Duration = Field(default=timedelta(hours=1), json_schema_extra={"default": "1h"})
 
     @model_validator(mode="after")
