@@ -3,6 +3,7 @@ DAG file parsed and written to a real metadata database by Airflow's own DAG pro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,7 +33,7 @@ images:
 
 
 @pytest.fixture
-def manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     from ecr_mirror.settings import get_settings
 
     folder = tmp_path / "manifests"
