@@ -329,11 +329,15 @@ class AuditStore:
         row = {**asdict(summary), "counts": json.dumps(summary.counts)}
         self._upsert(run_rows, [row], ("run_id", "dag_id"))
 
-    def summaries(self, *, dag_id: str | None = None, limit: int = 20) -> list[RunSummary]:
+    def summaries(
+        self, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 20
+    ) -> list[RunSummary]:
         columns = (run_rows.c[name] for name in _SUMMARY_FIELDS)
         query = sa.select(*columns).order_by(run_rows.c.finished_at.desc()).limit(limit)
         if dag_id:
             query = query.where(run_rows.c.dag_id == dag_id)
+        if run_id:
+            query = query.where(run_rows.c.run_id == run_id)
         return self._read(query, _summary)
 
     def write_sla_miss(self, miss: SlaMiss) -> None:

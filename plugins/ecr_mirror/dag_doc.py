@@ -67,6 +67,7 @@ def _overview(manifest: Manifest) -> list[str]:
         f"- **Schedule**: `{manifest.schedule}`" if manifest.schedule else "- **Schedule**: trigger only",
         f"- **SLA**: {sla}",
         f"- **Owner**: {manifest.owner}",
+        *(f"- **Notify**: {target.describe()}" for target in manifest.notify),
     ]
 
 

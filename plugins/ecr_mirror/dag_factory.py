@@ -28,7 +28,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from ecr_mirror import backfill, run_notes, tasks
+from ecr_mirror import backfill, notify, run_notes, tasks
 from ecr_mirror.dag_doc import dag_doc
 from ecr_mirror.manifest import Defaults, Manifest, ManifestError, load_manifests
 from ecr_mirror.mirror import RunInfo, RunOptions
@@ -69,6 +69,7 @@ def dag_for(run_source: RunSource, source: Path, *, with_deadline: bool = True) 
         default_args=_default_args(manifest),
         params=params,
         deadline=deadline_alert(manifest) if with_deadline else None,
+        **notify.callbacks(manifest),
         tags=["ecr-mirror", manifest.name],
         doc_md=dag_doc(manifest, source, _text(source), run_notes.audit_base()),
     ) as dag:

@@ -41,16 +41,19 @@ DAG_PREFIX = "ecr_mirror__"
 _SEPARATOR = "\n\n---\n\n"
 
 
-def audit_base() -> str:
-    """Where the audit view is mounted, under the api-server's base path ([api] base_url)."""
+def audit_base(*, absolute: bool = False) -> str:
+    """Where the audit view is mounted, under the api-server's base path ([api] base_url); with
+    ``absolute``, with the base URL's scheme and host too (for messages read outside the UI)."""
     from airflow.configuration import conf
 
-    return urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/") + AUDIT_MOUNT
+    base = urlsplit(conf.get("api", "base_url", fallback="") or "")
+    origin = f"{base.scheme}://{base.netloc}" if absolute and base.netloc else ""
+    return origin + base.path.rstrip("/") + AUDIT_MOUNT
 
 
-def audit_link(dag_id: str, run_id: str) -> str:
+def audit_link(dag_id: str, run_id: str, *, absolute: bool = False) -> str:
     """The audit view's page of a run."""
-    return audit_path(audit_base(), dag_id, run_id)
+    return audit_path(audit_base(absolute=absolute), dag_id, run_id)
 
 
 def publish(ti: Any, report: RunReport) -> None:

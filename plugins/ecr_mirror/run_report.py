@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from ecr_mirror.audit import AuditRecord, RunSummary
+from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.refresh import refresh_time
 from ecr_mirror.states import RunStatus, Status
 
@@ -135,3 +135,11 @@ def _fit(head: list[str], sections: list[tuple[str, list[str]]], footer: str, li
     if left_out:
         text += f"\n\n… and {left_out} more"
     return f"{text}\n\n{footer}" if footer else text
+
+
+def load_report(store: AuditStore, dag_id: str, run_id: str, link: str | None = None) -> RunReport | None:
+    """The report of a run as the audit has it (None: the run wrote no summary, e.g. it was killed)."""
+    summaries = store.summaries(dag_id=dag_id, run_id=run_id, limit=1)
+    if not summaries:
+        return None
+    return RunReport(summaries[0], store.records(dag_id=dag_id, run_id=run_id), link)

@@ -20,12 +20,14 @@ from ecr_mirror.manifest.loader import (
     read_document,
 )
 from ecr_mirror.manifest.model import Defaults, ImageSettings, ImageSpec, Manifest, Sla, Target
+from ecr_mirror.manifest.notify import ALL_EVENTS, NotifyEvent, NotifyTarget
 from ecr_mirror.manifest.routing import SECRET_REQUIRED, PolicySource, Rule, TagMutability, TemplateSpec
 from ecr_mirror.manifest.schema import manifest_json_schema
 from ecr_mirror.manifest.selector import TagSelector
 from ecr_mirror.states import DriftPolicy
 
 __all__ = [
+    "ALL_EVENTS",
     "PTC_UNAVAILABLE_REGIONS",
     "SECRET_REQUIRED",
     "Defaults",
@@ -37,6 +39,8 @@ __all__ = [
     "ImageSpec",
     "Manifest",
     "ManifestError",
+    "NotifyEvent",
+    "NotifyTarget",
     "Platforms",
     "PolicySource",
     "Rule",

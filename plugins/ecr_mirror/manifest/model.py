@@ -24,6 +24,7 @@ from ecr_mirror.manifest.checks import (
     quote_hint,
     raise_at,
 )
+from ecr_mirror.manifest.notify import NotifyTarget
 from ecr_mirror.manifest.routing import Rule, cache_repository, rule_for, rule_problems, secret_problems
 from ecr_mirror.manifest.selector import TagSelector
 from ecr_mirror.refs import ImageRef, InvalidReference, parse_image
@@ -183,6 +184,8 @@ class Manifest(StrictModel):
     defaults: Defaults = Field(default_factory=Defaults)
     rules: list[Rule]
     images: list[ImageSpec]
+    #: who hears about failed runs, drift and SLA misses (ecr_mirror/notify.py)
+    notify: list[NotifyTarget] = Field(default=[])
 
     @field_validator("name")
     @classmethod
