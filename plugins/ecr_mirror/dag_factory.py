@@ -28,7 +28,7 @@ from typing import Any
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from ecr_mirror import backfill, notify, run_notes, tasks
+from ecr_mirror import assets, backfill, notify, run_notes, tasks
 from ecr_mirror.dag_doc import dag_doc
 from ecr_mirror.manifest import Defaults, Manifest, ManifestError, load_manifests
 from ecr_mirror.mirror import RunInfo, RunOptions
@@ -125,6 +125,7 @@ def _close_run(manifest: Manifest) -> dict[str, Any]:
             run_notes.publish(ti, exc.report)
         raise AirflowFailException(str(exc)) from None
     run_notes.publish(ti, report)
+    assets.describe(current["outlet_events"], manifest, report)
     return result
 
 
@@ -166,7 +167,7 @@ def _wire(source: RunSource) -> None:
         current["batch_label"] = tasks.batch_label([p["tag"] for p in plan])
         return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
 
-    @task(trigger_rule=TriggerRule.ALL_DONE)
+    @task(trigger_rule=TriggerRule.ALL_DONE, outlets=assets.outlets(manifest))
     def record_audit() -> dict[str, Any]:
         return _close_run(manifest)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
 
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
@@ -143,3 +144,31 @@ def load_report(store: AuditStore, dag_id: str, run_id: str, link: str | None = 
     if not summaries:
         return None
     return RunReport(summaries[0], store.records(dag_id=dag_id, run_id=run_id), link)
+
+
+def asset_extra(report: RunReport) -> dict[str, Any]:
+    """A run's summary as the extra of its manifest's asset event (JSON), for downstream DAGs."""
+    summary = report.summary
+    return {
+        "dag_id": summary.dag_id,
+        "run_id": summary.run_id,
+        "manifest": summary.manifest,
+        "status": str(summary.status),
+        "total": summary.total,
+        "counts": dict(summary.counts),
+        "failed": [_tag(r) for r in report.failed],
+        "audit": report.link,
+    }
+
+
+def image_extra(report: RunReport, image: str) -> dict[str, Any]:
+    """One image's tags in a run (status and the digest ECR serves), its asset event's extra."""
+    return {
+        "image": image,
+        "run_id": report.summary.run_id,
+        "tags": {
+            r.tag: {"status": str(r.status), "digest": r.cached_digest_after}
+            for r in report.records
+            if r.image == image
+        },
+    }

@@ -19,7 +19,7 @@ from ecr_mirror.manifest.loader import (
     manifest_files,
     read_document,
 )
-from ecr_mirror.manifest.model import Defaults, ImageSettings, ImageSpec, Manifest, Sla, Target
+from ecr_mirror.manifest.model import Assets, Defaults, ImageSettings, ImageSpec, Manifest, Sla, Target
 from ecr_mirror.manifest.notify import ALL_EVENTS, NotifyEvent, NotifyTarget
 from ecr_mirror.manifest.routing import SECRET_REQUIRED, PolicySource, Rule, TagMutability, TemplateSpec
 from ecr_mirror.manifest.schema import manifest_json_schema
@@ -30,6 +30,7 @@ __all__ = [
     "ALL_EVENTS",
     "PTC_UNAVAILABLE_REGIONS",
     "SECRET_REQUIRED",
+    "Assets",
     "Defaults",
     "Document",
     "DriftPolicy",

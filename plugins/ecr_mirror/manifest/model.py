@@ -172,6 +172,12 @@ class Sla(StrictModel):
         return value
 
 
+class Assets(StrictModel):
+    """The Airflow assets a run updates: always the manifest's; with ``images``, one per image too."""
+
+    images: bool = Field(default=False, description="an asset event per image as well")
+
+
 class Manifest(StrictModel):
     """One manifest file: the images a team depends on, the target registry and the rules they need."""
 
@@ -186,6 +192,8 @@ class Manifest(StrictModel):
     images: list[ImageSpec]
     #: who hears about failed runs, drift and SLA misses (ecr_mirror/notify.py)
     notify: list[NotifyTarget] = Field(default=[])
+    #: the asset events each run emits, for downstream DAGs (ecr_mirror/assets.py)
+    assets: Assets = Field(default_factory=Assets)
 
     @field_validator("name")
     @classmethod
