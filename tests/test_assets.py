@@ -49,7 +49,9 @@ def deploy_downstream_example() -> None:
     assert DOWNSTREAM in bag.dags, bag.import_errors
     sync_bag_to_db(bag, "dags-folder", None)
     with create_session() as session:
-        session.get(DagModel, DOWNSTREAM).is_paused = False
+        downstream = session.get(DagModel, DOWNSTREAM)
+        assert downstream is not None
+        downstream.is_paused = False
 
 
 def asset_events(uri: str, run_id: str) -> list[dict]:

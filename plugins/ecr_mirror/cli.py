@@ -109,6 +109,7 @@ def _options(args: argparse.Namespace, manifest: Manifest) -> RunOptions | None:
             force=getattr(args, "force", False),
             on_drift=getattr(args, "on_drift", None),
             warm_layers=getattr(args, "warm_layers", None),
+            retry_failed=getattr(args, "retry_failed", None),
         )
         wanted_images(manifest, options.images)
     except (SelectionError, ValueError) as exc:
@@ -225,6 +226,7 @@ def _sync(args: argparse.Namespace) -> int:
     from ecr_mirror.progress import Progress
     from ecr_mirror.rules import RuleError, ensure_rules
     from ecr_mirror.states import RunStatus
+    from ecr_mirror.tags import SelectionError
 
     manifest = _load(args.manifest)
     options = None if manifest is None else _options(args, manifest)
@@ -241,7 +243,11 @@ def _sync(args: argparse.Namespace) -> int:
         except RuleError as exc:
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        tags = mirror.resolve(options, run).tags
+        try:
+            tags = mirror.resolve(options, run).tags
+        except SelectionError as exc:  # --retry-failed of a run the audit does not know
+            print(f"{manifest.name}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         with Progress.for_terminal(len(tags), json_output=args.json, force=options.force) as progress:
             for batch in batches(tags, manifest.defaults.batch_size):
                 plan = mirror.compare(batch, options, on_compared=progress.compared)
@@ -311,6 +317,9 @@ def _sync_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare and audit, pull and change nothing (the rules too): a dry-run trigger",
     )
     parser.add_argument("--force", action="store_true", help="pull even the tags that are up to date")
+    parser.add_argument(
+        "--retry-failed", metavar="RUN_ID", help="mirror only the tags that failed in this run (the audit's)"
+    )
     parser.add_argument(
         "--on-drift", choices=get_args(DriftPolicy), help="override the manifest's on_drift for this run"
     )

@@ -23,6 +23,7 @@ from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
 from ecr_mirror.pull import Puller
 from ecr_mirror.pull_outcome import Outcome
 from ecr_mirror.refs import ImageRef, tag_problem
+from ecr_mirror.retry import failed_in, keep_failed
 from ecr_mirror.settings import get_settings
 from ecr_mirror.states import Action, DriftPolicy, RunStatus, Status
 from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref, wanted_images
@@ -47,6 +48,8 @@ class RunOptions:
     force: bool = False
     on_drift: DriftPolicy | None = None
     warm_layers: bool | None = None
+    #: a run id of the same DAG: mirror only the tags that failed in it (retry.py)
+    retry_failed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,7 +144,8 @@ class Mirror:
 
         An image whose tag list cannot be read, whose selector matches nothing or whose pinned tag
         moved yields no tag; with `run`, each gets one failed audit row, which fails the run. An
-        image glob that matches no image raises tags.SelectionError (the run fails with it).
+        image glob that matches no image raises tags.SelectionError (the run fails with it), and so
+        does a ``retry_failed`` run that the audit does not know or in which nothing failed.
         Upstream tag lists are read only for images whose selector has a filter, one listing per
         image, `concurrency` at a time; pinned tags are checked with one HEAD each.
         """
@@ -153,6 +157,8 @@ class Mirror:
         selection = select_tags(manifest, listings, wanted)
         self._drop_moved_pins(selection)
         self._add_extra_tags(selection, wanted, options.extra_tags)
+        if options.retry_failed:
+            keep_failed(selection, failed_in(self.store, manifest.dag_id, options.retry_failed))
         if run is not None and selection.unresolved:
             self.store.write([_unresolved_record(run, item) for item in selection.unresolved])
         return selection
