@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from ecr_mirror.dag_doc import manifest_hash
+from ecr_mirror.provenance import manifest_hash
 
 ROOT = Path(__file__).resolve().parents[1]
 DAG_ID = "ecr_mirror__versioned"

@@ -224,6 +224,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     from ecr_mirror.mirror import RunInfo, batches, open_mirror
     from ecr_mirror.progress import Progress
+    from ecr_mirror.provenance import for_cli
     from ecr_mirror.rules import RuleError, ensure_rules
     from ecr_mirror.states import RunStatus
     from ecr_mirror.tags import SelectionError
@@ -233,7 +234,8 @@ def _sync(args: argparse.Namespace) -> int:
     if manifest is None or options is None:
         return EXIT_BAD_INPUT
     load_airflow(args.verbose)
-    run = RunInfo(f"cli__{datetime.now(UTC).isoformat()}", manifest.dag_id, manifest.name)
+    started = datetime.now(UTC)
+    run = RunInfo(f"cli__{started.isoformat()}", manifest.dag_id, manifest.name)
     with open_mirror(manifest) as mirror:
         # the same steps as a DAG run (and a dry-run trigger's, with --dry-run)
         try:
@@ -253,7 +255,8 @@ def _sync(args: argparse.Namespace) -> int:
                 plan = mirror.compare(batch, options, on_compared=progress.compared)
                 progress.pulled(mirror.pull(plan, run, options))
         note = "; ".join(warning for check in checks for warning in check.warnings) or None
-        summary, records = mirror.finish(run, tags, note=note)
+        origin = for_cli(Path(args.manifest), options.to_dict(), started)
+        summary, records = mirror.finish(run, tags, note=note, provenance=origin)
     if args.json:
         result = {
             "run_id": run.run_id,

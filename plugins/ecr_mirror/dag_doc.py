@@ -9,16 +9,11 @@ the runs after it (see docs/ui.md).
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from ecr_mirror.manifest import ImageSpec, Manifest, Rule
+from ecr_mirror.provenance import manifest_hash
 from ecr_mirror.run_report import audit_path
-
-
-def manifest_hash(text: str) -> str:
-    """The sha256 of a manifest's text (UTF-8), as the audit's ``manifest_hash`` records it."""
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _cell(text: str) -> str:

@@ -34,6 +34,7 @@ from ecr_mirror.manifest import Defaults, Manifest, ManifestError, load_manifest
 from ecr_mirror.mirror import RunInfo, RunOptions
 from ecr_mirror.params import run_params
 from ecr_mirror.pools import pool_name, slug
+from ecr_mirror.provenance import ManifestFile, for_dag_run
 from ecr_mirror.rules import check_shared_rules
 from ecr_mirror.settings import get_settings
 from ecr_mirror.sla import deadline_alert
@@ -57,6 +58,7 @@ def build_dag(manifest: Manifest, source: Path, *, with_deadline: bool = True) -
 def dag_for(run_source: RunSource, source: Path, *, with_deadline: bool = True) -> DAG:
     """The DAG of a run source: a manifest's (build_dag) or the backfill's (backfill.BackfillSource)."""
     manifest = run_source.manifest
+    manifest_file, text = ManifestFile.read(source)
     params: dict[str, Param] = run_params()
     params.update({name: Param(**field) for name, field in run_source.form_fields().items()})
     with DAG(
@@ -71,17 +73,10 @@ def dag_for(run_source: RunSource, source: Path, *, with_deadline: bool = True) 
         deadline=deadline_alert(manifest) if with_deadline else None,
         **notify.callbacks(manifest),
         tags=["ecr-mirror", manifest.name],
-        doc_md=dag_doc(manifest, source, _text(source), run_notes.audit_base()),
+        doc_md=dag_doc(manifest, source, text, run_notes.audit_base()),
     ) as dag:
-        _wire(run_source)
+        _wire(run_source, manifest_file)
     return dag
-
-
-def _text(source: Path) -> str:
-    try:
-        return source.read_text()
-    except (OSError, UnicodeDecodeError) as exc:  # read a moment ago by the loader: shown, not fatal
-        return f"# could not read {source}: {exc}"
 
 
 def _default_args(manifest: Manifest) -> dict[str, Any]:
@@ -108,18 +103,20 @@ def _resolved_tags(current: Any) -> ResolvedTags:
     return lambda: current["ti"].xcom_pull(task_ids="resolve_tags")
 
 
-def _close_run(manifest: Manifest) -> dict[str, Any]:
+def _close_run(manifest: Manifest, manifest_file: ManifestFile) -> dict[str, Any]:
     """record_audit's body: close the run in the audit and publish its note (run_notes)."""
     # XComs are pulled here, not taken as arguments: this task runs after failures too,
     # when ensure_rules or resolve_tags may have left nothing to pull.
-    current, this, _ = _context(manifest)
+    current, this, options = _context(manifest)
     ti = current["ti"]
     link = run_notes.audit_link(this.dag_id, this.run_id)
+    origin = for_dag_run(
+        manifest_file, current["dag_run"], getattr(ti, "dag_version_id", None), options.dry_run
+    )
     try:
         checks = ti.xcom_pull(task_ids="ensure_rules")
-        result, report = tasks.record_audit(
-            manifest, this, checks, ti.xcom_pull(task_ids="resolve_tags"), link
-        )
+        resolved = ti.xcom_pull(task_ids="resolve_tags")
+        result, report = tasks.record_audit(manifest, this, checks, resolved, link, origin)
     except tasks.RunFailed as exc:
         if exc.report is not None:
             run_notes.publish(ti, exc.report)
@@ -129,7 +126,7 @@ def _close_run(manifest: Manifest) -> dict[str, Any]:
     return result
 
 
-def _wire(source: RunSource) -> None:
+def _wire(source: RunSource, manifest_file: ManifestFile) -> None:
     """The tasks of a mirror DAG (bodies in tasks.py) and their dependencies::
 
     ensure_rules >> resolve_tags >> <lane>.batches >> <lane>.compare_digests[batch]
@@ -169,7 +166,7 @@ def _wire(source: RunSource) -> None:
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=assets.outlets(manifest))
     def record_audit() -> dict[str, Any]:
-        return _close_run(manifest)
+        return _close_run(manifest, manifest_file)
 
     resolved = resolve_tags()
     audit = record_audit()

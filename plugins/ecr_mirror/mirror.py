@@ -20,6 +20,7 @@ from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
 from ecr_mirror.platforms import check_held_platforms
 from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
+from ecr_mirror.provenance import Provenance
 from ecr_mirror.pull import Puller
 from ecr_mirror.pull_outcome import Outcome
 from ecr_mirror.refs import ImageRef, tag_problem
@@ -261,7 +262,12 @@ class Mirror:
         return records
 
     def finish(
-        self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False
+        self,
+        run: RunInfo,
+        tags: Sequence[TagRef],
+        note: str | None = None,
+        failed: bool = False,
+        provenance: Provenance | None = None,
     ) -> tuple[RunSummary, list[AuditRecord]]:
         """Give every tag without a row a failed row, write the run summary, and return it with
         every row of the run (``note``: what the run warns about, e.g. a template that makes tags
@@ -279,6 +285,8 @@ class Mirror:
         summary.note = note
         if failed:
             summary.status = RunStatus.FAILED
+        if provenance is not None:
+            provenance.apply(summary)
         self.store.write_summary(summary)
         prune_expired(self.store, run.dag_id)  # ECR_MIRROR_AUDIT_RETENTION_DAYS, when set
         return summary, records + lost_records

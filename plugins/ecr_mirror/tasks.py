@@ -17,6 +17,7 @@ from ecr_mirror.manifest import Manifest
 from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.pools import slug, upstream_hosts
+from ecr_mirror.provenance import Provenance
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.run_report import RunReport
 from ecr_mirror.sources import RunSource
@@ -130,6 +131,7 @@ def record_audit(
     checks: list[dict[str, Any]] | None,
     resolved: Mapping[str, Any] | None,
     link: str | None = None,
+    provenance: Provenance | None = None,
 ) -> tuple[dict[str, Any], RunReport]:
     """Close the run: a failed row for every tag without one, the summary (with the rules'
     warnings), and RunFailed when any tag failed or the run never had its tags. Returns the
@@ -147,7 +149,9 @@ def record_audit(
     if resolved is None:
         notes.append(NOT_RESOLVED)
     with open_mirror(manifest) as mirror:
-        summary, records = mirror.finish(run, tags, note="; ".join(notes) or None, failed=resolved is None)
+        summary, records = mirror.finish(
+            run, tags, note="; ".join(notes) or None, failed=resolved is None, provenance=provenance
+        )
     report = RunReport(summary, records, link)
     failed = [r for r in records if r.status is Status.FAILED]
     log.info("run %s: %d tags, %s", run.run_id, summary.total, summary.counts)
