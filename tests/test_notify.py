@@ -15,23 +15,9 @@ from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import ManifestError, load_manifest
 from ecr_mirror.sla import on_sla_miss
 from sandbox.upstream import seed_image
-from tests.test_run_outcome import HUB
+from tests.test_end_to_end import HUB, MANIFEST
 
 AWS = {"region_name": "eu-west-1", "aws_access_key_id": "x", "aws_secret_access_key": "y"}
-
-MANIFEST = """
-name: notify-{name}
-target: {{region: eu-west-1}}
-defaults: {{batch_size: 2, retries: 0, on_drift: report}}
-rules:
-  - prefix: notify-{name}
-    upstream: docker-hub
-    credential_secret: ecr-pullthroughcache/docker-hub
-notify:
-{notify}
-images:
-{images}
-"""
 
 
 def topic_queue(sandbox, name: str) -> tuple[str, str]:
@@ -58,7 +44,7 @@ def received(sandbox, queue: str, wait: int = 5) -> list[dict[str, str]]:
 
 def write(folder: Path, name: str, notify: str, images: str) -> Path:
     path = folder / "manifests" / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name, notify=notify, images=images))
+    path.write_text(MANIFEST.format(name=name, images=f"{images}\nnotify:\n{notify}"))
     return path
 
 
@@ -68,7 +54,7 @@ def test_a_failed_runs_notification_names_the_failed_tags(airflow_db, sandbox, s
     seed_image(sandbox.upstreams[HUB], "library/busybox", "1.36")
     path = write(
         sandbox_env,
-        "failed",
+        "notifyfailed",
         f"  - sns: {topic}\n    events: [failed]",
         '  - image: busybox\n    tags: ["1.36", "no-such-tag", "gone-too"]',
     )
@@ -77,7 +63,7 @@ def test_a_failed_runs_notification_names_the_failed_tags(airflow_db, sandbox, s
 
     assert dag_run.state == "failed"
     (notification,) = received(sandbox, queue)
-    assert notification["Subject"].startswith(f"ecr-mirror notify-failed: run {dag_run.run_id} failed")
+    assert notification["Subject"].startswith(f"ecr-mirror e2e-notifyfailed: run {dag_run.run_id} failed")
     text = notification["Message"]
     assert "3 tags: 2 failed, 1 pulled" in text.splitlines()[0]
     assert (
@@ -85,7 +71,7 @@ def test_a_failed_runs_notification_names_the_failed_tags(airflow_db, sandbox, s
     )
     assert "docker.io/library/busybox:gone-too: " in text
     assert "busybox:1.36" not in text  # the tag that was mirrored is no news
-    assert f"/ecr-mirror/dags/ecr_mirror__notify_failed/runs/{quote(dag_run.run_id, safe='')}" in text
+    assert f"/ecr-mirror/dags/ecr_mirror__e2e_notifyfailed/runs/{quote(dag_run.run_id, safe='')}" in text
 
 
 @pytest.mark.slow
@@ -98,9 +84,9 @@ def test_drift_is_notified_to_the_targets_that_want_it_and_a_quiet_run_to_nobody
     seed_image(hub, "library/alpine", "3.21")
     path = write(
         sandbox_env,
-        "drift",
+        "notifydrift",
         f"  - sns: {topic}\n    events: [drift]",
-        '  - image: alpine\n    tags: ["3.21"]',
+        '  - image: alpine\n    tags: ["3.21"]\n    on_drift: report',
     )
     dag = build_dag(load_manifest(path), path)
 

@@ -16,7 +16,7 @@ from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
 from ecr_mirror.web import queries
 from sandbox.upstream import seed_image
-from tests.test_run_outcome import HUB, MANIFEST
+from tests.test_end_to_end import HUB, MANIFEST
 
 
 def audit_runs(capsys, url: str, dag_id: str) -> list[dict]:
@@ -67,7 +67,7 @@ def test_a_cli_sync_records_its_options_and_user(sandbox, sandbox_env, capsys):
     assert main(["sync", str(path), "--force", "--json"]) == 0
     capsys.readouterr()
 
-    (run,) = audit_runs(capsys, f"sqlite:///{sandbox_env / 'audit.db'}", "ecr_mirror__outcome_provcli")
+    (run,) = audit_runs(capsys, f"sqlite:///{sandbox_env / 'audit.db'}", "ecr_mirror__e2e_provcli")
     assert (run["run_type"], run["triggered_by"], run["dry_run"]) == ("cli", getpass.getuser(), False)
     assert run["conf"] == {"force": True}
     assert run["manifest_hash"] == hashlib.sha256(path.read_bytes()).hexdigest()

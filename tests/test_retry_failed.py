@@ -14,7 +14,7 @@ from ecr_mirror.conf_guard import unknown_keys
 from ecr_mirror.dag_factory import build_dag
 from ecr_mirror.manifest import load_manifest
 from sandbox.upstream import seed_image
-from tests.test_run_outcome import HUB
+from tests.test_end_to_end import HUB
 
 MANIFEST = """
 name: retry-{name}

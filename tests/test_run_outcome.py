@@ -4,40 +4,14 @@ read back from the metadata database after real ``dag.test()`` runs through the 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from ecr_mirror.dag_factory import build_dag
-from ecr_mirror.manifest import load_manifest
 from sandbox.upstream import seed_image
+from tests.test_end_to_end import HUB, run, write_manifest
 
 pytestmark = pytest.mark.slow
-
-HUB = "registry-1.docker.io"
-
-MANIFEST = """
-name: outcome-{name}
-target: {{region: eu-west-1}}
-defaults: {{batch_size: 2, concurrency: 4, retries: 0}}
-rules:
-  - prefix: outcome-{name}
-    upstream: docker-hub
-    credential_secret: ecr-pullthroughcache/docker-hub
-images:
-{images}
-"""
-
-
-def write_manifest(folder: Path, name: str, images: str) -> Path:
-    path = folder / "manifests" / f"{name}.yaml"
-    path.write_text(MANIFEST.format(name=name, images=images))
-    return path
-
-
-def run(path: Path):
-    return build_dag(load_manifest(path), path).test()
 
 
 def notes(dag_id: str, run_id: str) -> tuple[str | None, dict[str, str | None]]:
