@@ -15,11 +15,12 @@ import boto3
 import pytest
 
 from ecr_mirror.audit import AuditStore
-from ecr_mirror.backfill import BackfillSource, load_backfill, read_references, run_manifest
+from ecr_mirror.backfill import BackfillSource, load_backfill, read_lists, read_references, run_manifest
 from ecr_mirror.dag_factory import dag_for
 from ecr_mirror.manifest import ManifestError, load_manifest
 from ecr_mirror.sla import on_sla_miss
 from sandbox.upstream import seed_image
+from tests.audit_databases import DIALECTS, throwaway_url
 from tests.ptc_helpers import per_profile
 
 HUB = "registry-1.docker.io"
@@ -66,6 +67,30 @@ def test_references_route_through_the_union_of_the_manifests_rules(tmp_path):
     assert "no rule caches image 'ghcr.io/org/app'" in problems["ghcr.io/org/app:1"]
     assert problems["nginx"] == "'nginx' names no tag or digest"
     assert "Bad:ref" in problems
+
+
+LONG = "acme/bf:" + "1" * 600  # over the audit's 500-character image column
+
+
+def bad_list(folder: Path, image: str = "acme/bf") -> None:
+    """A list whose lines 2-5 are no reference (long, not UTF-8, two syntax errors), among good ones."""
+    lines = [f"{image}:1.0".encode(), LONG.encode(), b"caf\xe9:1", b"acme/bf:1.0 extra", b"nginx"]
+    (folder / "team.txt").write_bytes(b"\n".join(lines) + f"\n{image}:2.0  # good\n".encode())
+
+
+def test_each_bad_list_line_is_named_by_file_and_line_and_the_others_are_read(tmp_path):
+    folder = backfill_dir(tmp_path)
+    bad_list(folder)
+    lists = read_lists(folder)
+    assert lists.references == ["acme/bf:1.0", "acme/bf:2.0"]
+    path = folder / "team.txt"
+    assert [(u.image, u.tag, u.error) for u in lists.bad_lines] == [
+        ("team.txt", "line 2", f"{path}:2: 608 characters, over the limit of 500 for an image reference"),
+        ("team.txt", "line 3", f"{path}:3: not UTF-8: byte 0xe9 at column 4 cannot be decoded"),
+        ("team.txt", "line 4", f"{path}:4: " + lists.bad_lines[2].error.split(": ", 1)[1]),
+        ("team.txt", "line 5", f"{path}:5: 'nginx' names no tag or digest"),
+    ]
+    assert "acme/bf:1.0 extra" in lists.bad_lines[2].error
 
 
 def test_the_backfill_config_is_validated_like_a_manifest(tmp_path):
@@ -168,3 +193,47 @@ def test_an_sla_miss_is_logged_published_to_sns_and_recorded(sandbox, sandbox_en
     assert (miss.run_id, miss.within_seconds, miss.deadline_at) == ("manual__1", 60, deadline)
     assert miss.notified == f"log; {topic}: sent"
     assert before <= miss.recorded_at <= after  # when the callback ran, not the deadline
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_bad_list_lines_get_a_failed_row_each_and_the_valid_lines_are_mirrored(
+    airflow_db, sandbox, sandbox_env, dialect, request, monkeypatch
+):
+    """On a00658c a line over 500 characters (PostgreSQL) or a list that is not UTF-8 aborted the
+    whole backfill: no line was mirrored."""
+    from ecr_mirror.settings import get_settings
+
+    name = per_profile("bfbad", request)
+    image = f"acme/{name}"
+    for tag in ("1.0", "2.0"):
+        seed_image(sandbox.upstreams[HUB], image, tag)
+    folder = backfill_dir(sandbox_env, image)
+    bad_list(folder, image)
+    with throwaway_url(dialect, sandbox_env) as url:
+        monkeypatch.setenv("ECR_MIRROR_AUDIT_URL", url)
+        monkeypatch.setenv("ECR_MIRROR_BACKFILL_DIR", str(folder))  # dag.test() parses the DAG file too
+        get_settings.cache_clear()
+        base = load_backfill(folder, [rules_manifest(sandbox_env / "manifests", name)])
+        dag = dag_for(
+            BackfillSource(base, folder, sandbox_env / "manifests"),
+            folder / "backfill.yaml",
+            with_deadline=False,
+        )
+        run = dag.test()
+        store = AuditStore(url)
+        rows = {f"{r.image}:{r.tag}": r for r in store.records(run_id=run.run_id)}
+    assert {key: (r.action, r.status) for key, r in rows.items()} == {
+        f"docker.io/{image}:1.0": ("missing", "pulled"),
+        f"docker.io/{image}:2.0": ("missing", "pulled"),
+        "team.txt:line 2": ("failed", "failed"),
+        "team.txt:line 3": ("failed", "failed"),
+        "team.txt:line 4": ("failed", "failed"),
+        "team.txt:line 5": ("failed", "failed"),
+    }
+    assert (
+        rows["team.txt:line 2"].error
+        == f"{folder / 'team.txt'}:2: 608 characters, over the limit of 500 for an image reference"
+    )
+    assert "not UTF-8" in rows["team.txt:line 3"].error
+    assert run.state == "failed"  # the bad lines fail the run, by file and line

@@ -42,8 +42,7 @@ def test_validate_lists_every_error_of_every_file_and_names_used_twice(tmp_path,
     assert err.splitlines() == [
         f"{tmp_path / 'missing.yaml'}: no such file or directory",
         f"{bad}:2: target.region: ECR pull through cache is not available in cn-north-1",
-        f"{bad}:6: images[0].tags.include[0]: '(' is not a valid regular expression: "
-        "missing ), unterminated subpattern at position 0",
+        f"{bad}:6: images[0].tags.include[0]: '(' is not a valid regular expression: missing ) at position 1",
         f"{tmp_path / 'other' / 'again.yaml'}:2: name: 'monitoring' gives DAG id ecr_mirror__monitoring, "
         f"already used by {tmp_path / 'a.yaml'}",
     ]
@@ -377,6 +376,7 @@ def test_an_unreachable_ecr_is_a_one_line_configuration_error(tmp_path):
     done = run_cli("plan", str(path), "--json", env=env)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.splitlines() == [
-        'ecr-mirror: EndpointConnectionError: Could not connect to the endpoint URL: "http://127.0.0.1:9/"',
+        "ecr-mirror: AwsError: the registry of the connection in eu-west-1: AWS could not be reached or "
+        'signed for (EndpointConnectionError: Could not connect to the endpoint URL: "http://127.0.0.1:9/")',
         "check the manifest's aws_conn_id connection: credentials, region, endpoint, IAM",
     ]

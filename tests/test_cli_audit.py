@@ -206,6 +206,9 @@ def test_audit_without_a_subcommand_is_tags_as_before(sqlite_url, capsys):
     assert out.splitlines()[0] == f"run scheduled__0 of {BASE}: success (2 pulled)"
     assert "docker.io/library/nginx:1.27  docker-hub/library/nginx  missing   pulled" in out
     assert code == 0
+    # -v before the command: still the tags of the run (it was a usage error, exit 2)
+    assert main(["-v", "audit", "--url", sqlite_url, "--dag-id", BASE, "--run-id", "scheduled__0"]) == 0
+    assert capsys.readouterr().out == out
 
 
 def test_tags_filters_by_status_and_image_glob(sqlite_url, capsys):

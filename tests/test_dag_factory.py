@@ -67,15 +67,41 @@ def test_a_broken_manifest_does_not_stop_the_others_and_shows_as_a_failing_dag(t
     assert set(bag.dag_ids) == {
         "ecr_mirror__platform_base",
         "ecr_mirror__backfill",
-        "ecr_mirror__invalid__broken",
-        "ecr_mirror__invalid__no_rules",
+        "ecr_mirror__invalid__broken",  # no name can be read from YAML that does not parse
+        "ecr_mirror__no_rules",  # the name is read: the DAG keeps its id
     }
     assert "broken.yaml" in caplog.text
-    invalid = bag.dags["ecr_mirror__invalid__no_rules"]
+    invalid = bag.dags["ecr_mirror__no_rules"]
     assert invalid.task_ids == ["report_manifest_error"] and invalid.schedule is None
     assert "no-rules.yaml:3: images: must list at least one entry" in invalid.doc_md
     with pytest.raises(AirflowFailException, match=r"no-rules\.yaml:\d+: rules: required key is missing"):
         invalid.get_task("report_manifest_error").python_callable()
+
+
+@pytest.mark.slow
+def test_a_broken_scheduled_manifest_keeps_its_dag_and_schedule_and_each_run_fails_naming_the_field(
+    airflow_db, tmp_path, monkeypatch, capfd
+):
+    """On a00658c its DAG disappeared, and ecr_mirror__invalid__platform_base was unscheduled,
+    never ran and never turned red: the mirroring stopped unseen."""
+    path = write(tmp_path, "platform-base", BASE.replace("batch_size: 2", "batch_size: two"))
+    bag = dagbag(tmp_path, monkeypatch)
+    assert bag.import_errors == {} and "ecr_mirror__invalid__platform_base" not in bag.dag_ids
+    dag = bag.dags["ecr_mirror__platform_base"]
+    assert dag.schedule == "0 */6 * * *" and dag.task_ids == ["report_manifest_error"]
+    assert dag.get_task("report_manifest_error").retries == 0
+    monkeypatch.setenv("ECR_MIRROR_MANIFEST_DIR", str(tmp_path))  # dag.test() parses the DAG file too
+    from ecr_mirror.settings import get_settings
+
+    get_settings.cache_clear()
+    capfd.readouterr()
+    run = dag.test()
+    assert run.state == "failed"
+    [ti] = run.get_task_instances()
+    assert (ti.task_id, ti.state, ti.try_number) == ("report_manifest_error", "failed", 1)
+    out, err = capfd.readouterr()  # the task's log, as dag.test() prints it
+    expected = f"AirflowFailException: {path}:5: defaults.batch_size: must be a whole number (got 'two')"
+    assert expected in out + err
 
 
 def test_a_manifest_that_wants_a_shared_rule_differently_is_refused_by_name(tmp_path, monkeypatch):
@@ -84,13 +110,10 @@ def test_a_manifest_that_wants_a_shared_rule_differently_is_refused_by_name(tmp_
         text = f"name: {name}\ntarget: {{region: eu-west-1}}\n" + rule.format(secret)
         (tmp_path / f"{name}.yaml").write_text(text + "images: [{image: nginx, tags: ['1']}]\n")
     bag = dagbag(tmp_path, monkeypatch)
-    assert {"ecr_mirror__a_first", "ecr_mirror__c_agrees", "ecr_mirror__invalid__b_second"} <= set(
-        bag.dag_ids
-    )
-    assert "ecr_mirror__b_second" not in bag.dag_ids
-    assert "conflicts with the same rule in a-first.yaml (credential_secret differ)" in (
-        bag.dags["ecr_mirror__invalid__b_second"].doc_md
-    )
+    assert {"ecr_mirror__a_first", "ecr_mirror__c_agrees", "ecr_mirror__b_second"} <= set(bag.dag_ids)
+    refused = bag.dags["ecr_mirror__b_second"]  # keeps its id, and fails each run with the reason
+    assert refused.task_ids == ["report_manifest_error"] and "invalid" in refused.tags
+    assert "conflicts with the same rule in a-first.yaml (credential_secret differ)" in refused.doc_md
 
 
 def test_task_layout_retries_pools_timeouts_and_schedule(tmp_path):

@@ -19,6 +19,7 @@ import boto3
 import httpx
 import pytest
 
+from sandbox import signing
 from sandbox.ecr_emulator.behaviour import PROFILES, SWITCHES
 from sandbox.ecr_emulator.process import EmulatorProcess, start_emulator
 from sandbox.ecr_emulator.shapes import validate_error, validate_output
@@ -156,6 +157,52 @@ def test_digest_first_pull_not_found(emulator: EmulatorProcess, hub: RegistryPro
         assert get(emulator, "hub/library/dig-missing/manifests/1").status_code == 200
         again = get(emulator, f"hub/library/dig-missing/manifests/{seeded.digest}")
         assert again.status_code == 200 and again.headers["docker-content-digest"] == seeded.digest
+
+
+# -- the referrers API: ptc_referrers_sync x ptc_referrers_upstream x ptc_pulled_referrers_listed --
+
+
+@pytest.mark.parametrize(
+    ("sync", "upstream", "pulled", "before", "after"),
+    [
+        # what the referrers API lists before and after the referrer is pulled by digest; the
+        # upstream (Distribution 2.8) has no referrers API, only the tag schema index
+        ("referrers-api", "tag-schema", "listed", True, True),
+        ("referrers-api", "tag-schema", "not-listed", True, True),  # synced by the request itself
+        ("referrers-api", "api-only", "not-listed", False, False),
+        ("none", "tag-schema", "listed", False, True),
+        ("none", "api-only", "not-listed", False, False),
+    ],
+)
+def test_referrers_api_of_a_pull_through_cache_repository(
+    emulator: EmulatorProcess,
+    hub: RegistryProcess,
+    sync: str,
+    upstream: str,
+    pulled: str,
+    before: bool,
+    after: bool,
+) -> None:
+    repository = f"library/refs-{sync}-{upstream}-{pulled}"
+    seeded = seed_image(hub.url, repository, "1")
+    index = httpx.get(f"{hub.url}/v2/{repository}/manifests/1", headers={"Accept": seeded.media_type})
+    subject = {"mediaType": seeded.media_type, "digest": seeded.digest, "size": len(index.content)}
+    spdx = "application/spdx+json"
+    referrer = signing.attach_referrer(hub.url, repository, subject, spdx, b"{}", spdx)
+    switches = {"ptc_referrers_sync": sync, "ptc_referrers_upstream": upstream}
+    with switched(emulator, ptc_pulled_referrers_listed=pulled, digest_first_pull="imports", **switches):
+        assert get(emulator, f"hub/{repository}/manifests/1").status_code == 200
+
+        def listed(**params: str) -> set[str]:
+            answer = get(emulator, f"hub/{repository}/referrers/{seeded.digest}", params=params)
+            assert answer.status_code == 200
+            assert answer.headers["content-type"] == "application/vnd.oci.image.index.v1+json"
+            return {m["digest"] for m in answer.json()["manifests"]}
+
+        assert listed() == ({referrer} if before else set())
+        assert get(emulator, f"hub/{repository}/manifests/{referrer}").status_code == 200
+        assert listed() == ({referrer} if after else set())
+        assert listed(artifactType="application/vnd.example.other") == set()
 
 
 # -- refresh_timer x refresh_bound -----------------------------------------------------------
@@ -544,7 +591,14 @@ def test_the_strict_profile_differs_where_a_variant_is_harder() -> None:
     differing = {
         name for name in PROFILES["strict"] if PROFILES["strict"][name] != PROFILES["documented"][name]
     }
-    assert differing == {"digest_first_pull", "blob_delivery", "validate_unauthenticated"}
+    assert differing == {
+        "digest_first_pull",
+        "blob_delivery",
+        "validate_unauthenticated",
+        "ptc_referrers_sync",
+        "ptc_referrers_upstream",
+        "ptc_pulled_referrers_listed",
+    }
     for switch in SWITCHES:
         assert switch.documented in switch.variants and switch.strict in switch.variants
         assert switch.sources, switch.name

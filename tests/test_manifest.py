@@ -447,7 +447,7 @@ BAD_CASES = [
         "    tags: {include: ['^1.(27']}",
         "images[0].tags.include[0]",
         10,
-        "'^1.(27' is not a valid regular expression: missing ), unterminated subpattern",
+        "'^1.(27' is not a valid regular expression: missing ) at position 6",
     ),
     case(
         "bad-regex-exclude",
@@ -455,7 +455,7 @@ BAD_CASES = [
         "    tags: {semver: '^1', exclude: ['*-rc']}",
         "images[0].tags.exclude[0]",
         10,
-        "'*-rc' is not a valid regular expression: nothing to repeat",
+        "'*-rc' is not a valid regular expression: nothing to repeat at position 0",
     ),
     case(
         "bad-semver-npm",

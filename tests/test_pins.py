@@ -13,8 +13,8 @@ import pytest
 from ecr_mirror.rules import ensure_rules
 from ecr_mirror.settings import get_settings
 from sandbox.upstream import OCI_INDEX, seed_image
+from tests.faults import upstream_proxy
 from tests.ptc_helpers import aws, engine, hub_rule, manifest, mirror_run, per_profile
-from tests.upstream_proxy import upstream_proxy
 
 HUB = "registry-1.docker.io"
 PROFILES = pytest.mark.parametrize("emulator_profile", ["documented", "strict"], indirect=True)

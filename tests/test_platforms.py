@@ -111,3 +111,31 @@ def test_a_platform_missing_upstream_fails_every_run_and_plan_says_so(
     assert run(["linux/amd64"]).status == "ok"
     assert sandbox.emulator("stats")["manifest_gets"] == stats["manifest_gets"] + 1
     assert sandbox.emulator("stats")["upstream_manifest_fetches"] == stats["upstream_manifest_fetches"]
+
+
+@pytest.mark.parametrize("policy", ["repull", "report"])
+def test_a_drifted_subset_that_is_not_pulled_keeps_showing_what_ecr_holds(sandbox, sandbox_env, policy):
+    """Stale (repull inside ECR's 24 h wait) and drift_reported rows name the platform digests of
+    the index ECR still serves: the audit view shows them while the tag waits."""
+    hub = sandbox.upstreams["registry-1.docker.io"]
+    name = f"p-drift-{policy}"
+    old = seed_image(hub, f"library/{name}", "1", platforms=PLATFORMS)
+    m = manifest(
+        name,
+        [hub_rule(name)],
+        [{"image": name, "tags": ["1"], "platforms": ["linux/arm64"], "on_drift": policy}],
+    )
+    key, audit = f"{name}/library/{name}:1", f"sqlite:///{sandbox_env / 'audit.db'}"
+    with engine(m, audit) as mirror:
+        ensure_rules(m, mirror.target)
+        assert mirror_run(mirror)[key].status == "pulled"
+    seed_image(hub, f"library/{name}", "1", platforms=PLATFORMS, variant="rebuilt")
+    gets = sandbox.emulator("stats")["manifest_gets"]
+
+    with engine(m, audit) as mirror:
+        row = mirror_run(mirror)[key]
+
+    assert (row.action, row.status) == ("drifted", "stale" if policy == "repull" else "drift_reported")
+    assert row.cached_digest_after == old.digest
+    assert json.loads(row.platform_digests) == {"linux/arm64": old.children["linux/arm64"]}
+    assert sandbox.emulator("stats")["manifest_gets"] == gets  # from the audit: nothing pulled or read

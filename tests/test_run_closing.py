@@ -75,3 +75,31 @@ def test_a_pulled_index_whose_manifest_is_not_in_ecr_is_failed_naming_it(sandbox
 
     assert (outcome.status, outcome.cached_digest_after) == ("failed", seeded.digest)
     assert outcome.error == f"ECR has the index {seeded.digest} but not its manifests {missing}"
+
+
+def test_a_dag_run_stopped_before_record_audit_is_closed_by_the_next_run_of_its_dag(sandbox, sandbox_env):
+    for tag in ("1.0", "2.0"):
+        seed_image(sandbox.upstreams[HUB], "acme/stopped", tag, platforms=())
+    m = manifest("stopped", [hub_rule("stopped")], [{"image": "acme/stopped", "tags": ["1.0", "2.0"]}])
+    m = m.model_copy(update={"defaults": m.defaults.model_copy(update={"batch_size": 1})})
+    source, options = ManifestSource(m, sandbox_env), RunOptions()
+    tasks.ensure_rules(source, options)
+    stopped = RunInfo("scheduled__stopped", m.dag_id, m.name)
+    first, _ = tasks.resolve_tags(source, stopped, options, {})[LANE]
+    tasks.pull_through(m, tasks.compare_digests(m, first, options), stopped, options)
+    # the run is marked failed in the UI here: its second batch and record_audit never run
+
+    tasks.resolve_tags(source, RunInfo("scheduled__next", m.dag_id, m.name), options, {})
+
+    store = AuditStore(f"sqlite:///{sandbox_env / 'audit.db'}")
+    rows = {r.tag: (r.status, r.error_kind) for r in store.records(run_id=stopped.run_id)}
+    assert rows == {"1.0": ("pulled", None), "2.0": ("failed", "transient")}
+    [row] = [r for r in store.records(run_id=stopped.run_id) if r.tag == "2.0"]
+    assert row.error.startswith("interrupted: the run stopped") and "scheduled__next" in row.error
+    [summary] = store.summaries(dag_id=m.dag_id)
+    assert (summary.run_id, summary.status, summary.counts) == (
+        stopped.run_id,
+        "failed",
+        {"failed": 1, "pulled": 1},
+    )
+    assert summary.note == "interrupted: closed by run scheduled__next; 1 tag(s) had no result"

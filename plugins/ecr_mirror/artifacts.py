@@ -12,7 +12,8 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from .registry import FetchedManifest, RegistryClient
+from .protocols import UpstreamRegistry
+from .registry import FetchedManifest
 
 
 class ArtifactKind(StrEnum):
@@ -67,7 +68,7 @@ def subject_digests(manifest: FetchedManifest, platforms: Collection[str] | None
 
 
 def discover_artifacts(
-    client: RegistryClient,
+    client: UpstreamRegistry,
     repository: str,
     subjects: Iterable[str],
     *,

@@ -19,7 +19,8 @@ from sqlalchemy import RowMapping
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ecr_mirror.audit_migrations import upgrade
-from ecr_mirror.states import Action, RunStatus, Status
+from ecr_mirror.audit_writes import check_writable, durably
+from ecr_mirror.states import Action, ErrorKind, RunStatus, Status
 
 R = TypeVar("R")
 
@@ -94,6 +95,21 @@ run_rows = sa.Table(
     sa.Index("ix_ecr_mirror_run_dag_finished", "dag_id", "finished_at"),
 )
 
+#: the tags a run set out to mirror, registered before its first pull (run_closing.py)
+run_tags = sa.Table(
+    "ecr_mirror_run_tag",
+    metadata,
+    sa.Column("run_id", sa.String(250), primary_key=True),
+    sa.Column("dag_id", sa.String(250), primary_key=True),
+    sa.Column("ecr_repository", sa.String(256), primary_key=True),
+    sa.Column("tag", sa.String(200), primary_key=True),
+    sa.Column("manifest", sa.String(250), nullable=False),
+    sa.Column("image", sa.String(500), nullable=False),
+    # who runs it: "airflow", or "cli:<host>:<pid>" (a CLI run whose process is gone is over)
+    sa.Column("owner", sa.String(250), nullable=False),
+    sa.Column("registered_at", sa.DateTime(timezone=True), nullable=False),
+)
+
 sla_miss_rows = sa.Table(
     "ecr_mirror_sla_miss",
     metadata,
@@ -135,9 +151,14 @@ class AuditRecord:
     warmed_bytes: int | None = None
     pulled_at: datetime | None = None
     via_tag: str | None = None
+    #: a signature, attestation, SBOM or referrer row: the digest it belongs to, and its kind
+    subject_digest: str | None = None
+    artifact_kind: str | None = None
     duration_ms: int = 0
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime = field(default_factory=utcnow)
+    #: a failed row's kind: transient (another try may cure it) or permanent
+    error_kind: ErrorKind | None = None
 
 
 @dataclass
@@ -205,6 +226,7 @@ def _record(row: RowMapping) -> AuditRecord:
         started_at=_aware(values["started_at"]),
         finished_at=_aware(values["finished_at"]),
         pulled_at=None if values["pulled_at"] is None else _aware(values["pulled_at"]),
+        error_kind=None if values["error_kind"] is None else ErrorKind(values["error_kind"]),
     )
     return AuditRecord(**values)
 
@@ -257,8 +279,17 @@ class AuditStore:
         statement = insert.on_conflict_do_update(
             index_elements=list(keys), set_={name: insert.excluded[name] for name in changed}
         )
-        with self.engine.begin() as conn:
-            conn.execute(statement, unique)
+
+        def execute() -> None:
+            with self.engine.begin() as conn:
+                conn.execute(statement, unique)
+
+        durably(self.engine, execute, f"writing {len(unique)} row(s) to {table.name}")
+
+    def check_writable(self) -> None:
+        """Raise AuditWriteError, naming the store, unless a row can be written now (after the
+        retries on a locked database): checked before a run changes anything."""
+        check_writable(self.engine, warmed_blobs)
 
     def _read(self, query: sa.Select[Any], convert: Callable[[RowMapping], R]) -> list[R]:
         with self.engine.connect() as conn:
@@ -335,6 +366,10 @@ class AuditStore:
             for d, n in sizes.items()
         ]
         self._upsert(warmed_blobs, rows, ("ecr_repository", "digest"))
+
+    def register_run_tags(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """The tags a run sets out to mirror (run_closing.register builds the rows)."""
+        self._upsert(run_tags, rows, ("run_id", "dag_id", "ecr_repository", "tag"))
 
     def write_summary(self, summary: RunSummary) -> None:
         row = {**asdict(summary), "counts": json.dumps(summary.counts)}

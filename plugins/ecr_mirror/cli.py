@@ -33,8 +33,9 @@ from ecr_mirror.states import DriftPolicy
 if TYPE_CHECKING:
     from ecr_mirror.audit import AuditRecord
     from ecr_mirror.manifest import Manifest, ManifestError
-    from ecr_mirror.mirror import RunOptions
+    from ecr_mirror.mirror import Mirror, RunInfo, RunOptions
     from ecr_mirror.rules import RuleCheck
+    from ecr_mirror.tags import TagRef
 
 #: exit codes, the same for every subcommand (3: ecr-mirror itself failed, see main)
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_CRASHED = 0, 1, 2, 3
@@ -222,10 +223,11 @@ def _print_plan(
 def _sync(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from ecr_mirror.mirror import RunInfo, batches, open_mirror
-    from ecr_mirror.progress import Progress
+    from ecr_mirror.audit_writes import AuditWriteError
+    from ecr_mirror.mirror import RunInfo, open_mirror
     from ecr_mirror.provenance import for_cli
     from ecr_mirror.rules import RuleError, ensure_rules
+    from ecr_mirror.run_closing import running
     from ecr_mirror.states import RunStatus
     from ecr_mirror.tags import SelectionError
 
@@ -236,27 +238,24 @@ def _sync(args: argparse.Namespace) -> int:
     load_airflow(args.verbose)
     started = datetime.now(UTC)
     run = RunInfo(f"cli__{started.isoformat()}", manifest.dag_id, manifest.name)
-    with open_mirror(manifest) as mirror:
+    with open_mirror(manifest) as mirror, running(run.run_id):
         # the same steps as a DAG run (and a dry-run trigger's, with --dry-run)
         try:
+            for closed in mirror.begin(run, by_airflow=False):
+                print(f"closed the interrupted run {closed.run_id}: {closed.note}", file=sys.stderr)
             checks = ensure_rules(
                 manifest, mirror.target, dry_run=options.dry_run, manifest_dir=Path(args.manifest).parent
             )
-        except RuleError as exc:
+            tags = _sync_tags(mirror, run, options, args.json)
+            note = "; ".join(warning for check in checks for warning in check.warnings) or None
+            origin = for_cli(Path(args.manifest), options.to_dict(), started)
+            summary, records = mirror.finish(run, tags, note=note, provenance=origin)
+        except (RuleError, SelectionError) as exc:  # SelectionError: --retry-failed of no such run
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
-        try:
-            tags = mirror.resolve(options, run).tags
-        except SelectionError as exc:  # --retry-failed of a run the audit does not know
+        except AuditWriteError as exc:  # nothing more is pulled: each pulled tag has its row
             print(f"{manifest.name}: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        with Progress.for_terminal(len(tags), json_output=args.json, force=options.force) as progress:
-            for batch in batches(tags, manifest.defaults.batch_size):
-                plan = mirror.compare(batch, options, on_compared=progress.compared)
-                progress.pulled(mirror.pull(plan, run, options))
-        note = "; ".join(warning for check in checks for warning in check.warnings) or None
-        origin = for_cli(Path(args.manifest), options.to_dict(), started)
-        summary, records = mirror.finish(run, tags, note=note, provenance=origin)
+            return EXIT_FAILED
     if args.json:
         result = {
             "run_id": run.run_id,
@@ -275,6 +274,21 @@ def _sync(args: argparse.Namespace) -> int:
         print(_audit_table(records))
         print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
     return EXIT_FAILED if summary.status is RunStatus.FAILED else EXIT_OK
+
+
+def _sync_tags(mirror: Mirror, run: RunInfo, options: RunOptions, json_output: bool) -> list[TagRef]:
+    """Resolve, register, then compare and pull batch by batch; the run's tags."""
+    from ecr_mirror.mirror import batches
+    from ecr_mirror.progress import Progress
+    from ecr_mirror.run_closing import this_process
+
+    tags = mirror.resolve(options, run).tags
+    mirror.register(run, tags, this_process())
+    with Progress.for_terminal(len(tags), json_output=json_output, force=options.force) as progress:
+        for batch in batches(tags, mirror.manifest.defaults.batch_size):
+            plan = mirror.compare(batch, options, on_compared=progress.compared)
+            progress.pulled(mirror.pull(plan, run, options))
+    return tags
 
 
 def _audit_table(records: Sequence[AuditRecord]) -> str:
@@ -321,7 +335,7 @@ def _sync_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--force", action="store_true", help="pull even the tags that are up to date")
     parser.add_argument(
-        "--retry-failed", metavar="RUN_ID", help="mirror only the tags that failed in this run (the audit's)"
+        "--retry-failed", metavar="RUN_ID", help="mirror only the tags that failed in that run"
     )
     parser.add_argument(
         "--on-drift", choices=get_args(DriftPolicy), help="override the manifest's on_drift for this run"
@@ -340,7 +354,7 @@ AUDIT_HELP = "read the audit: runs, a run's tags (the default), a tag's history;
 
 def _parser(audit: bool = False) -> argparse.ArgumentParser:
     """The command line; ``audit``: with the audit subcommands (cli_audit), which import the store."""
-    from ecr_mirror import probe_cli
+    from ecr_mirror import probe_cli, prune_cli
 
     # -v is taken before and after the subcommand; SUPPRESS keeps a subcommand's default from
     # hiding a -v given before it
@@ -383,6 +397,7 @@ def _parser(audit: bool = False) -> argparse.ArgumentParser:
     else:  # listed in --help; its parser (and SQLAlchemy) is built only for `ecr-mirror audit ...`
         commands.add_parser("audit", help=AUDIT_HELP)
     probe_cli.register(commands)
+    prune_cli.register(commands)
     return parser
 
 
@@ -418,7 +433,9 @@ def _crashed(exc: Exception) -> int:
     """An error no subcommand handles: AWS refusing or unreachable is configuration (exit 2: the
     connection, its credentials, region, endpoint or IAM policy); anything else exits 3."""
     _log.debug("traceback", exc_info=exc)
-    aws = type(exc).__module__.startswith("botocore")
+    from ecr_mirror.aws_errors import AwsError
+
+    aws = type(exc).__module__.startswith("botocore") or isinstance(exc, AwsError)
     print(f"ecr-mirror: {type(exc).__name__}: {exc}", file=sys.stderr)
     if aws:
         print(

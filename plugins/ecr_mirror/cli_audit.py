@@ -54,8 +54,11 @@ def with_default_subcommand(argv: Sequence[str]) -> list[str]:
     """``ecr-mirror audit [--dag-id D] [--run-id R] [--json]`` as ``ecr-mirror audit tags ...``, as
     the command was before it had subcommands."""
     args = list(argv)
-    if args[:1] == ["audit"] and (len(args) == 1 or args[1] not in (*SUBCOMMANDS, "-h", "--help")):
-        args.insert(1, "tags")
+    # the command is the first argument that is not an option (-v may come before it)
+    at = next((i for i, arg in enumerate(args) if not arg.startswith("-")), -1)
+    given = args[at + 1] if 0 <= at < len(args) - 1 else None
+    if at >= 0 and args[at] == "audit" and given not in (*SUBCOMMANDS, "-h", "--help"):
+        args.insert(at + 1, "tags")
     return args
 
 

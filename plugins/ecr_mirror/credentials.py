@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from ecr_mirror.aws_errors import explain
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.protocols import SecretStore
+from ecr_mirror.secret_sink import register_secret
 
 #: the JSON keys ECR reads from a pull through cache secret
 SECRET_KEYS = ("username", "accessToken")
@@ -58,11 +60,10 @@ def read_credentials(target: SecretStore, name: str, registry_id: str | None = N
     not_an_object = f"secret '{name}' is not a JSON object with {' and '.join(SECRET_KEYS)}"
     try:
         arn, value = target.read_secret(name)
-    except ClientError as exc:
-        code = exc.response["Error"].get("Code", "error")
-        if code == "ResourceNotFoundException":
+    except (ClientError, BotoCoreError) as exc:
+        if isinstance(exc, ClientError) and exc.response["Error"].get("Code") == "ResourceNotFoundException":
             raise CredentialError(f"secret '{name}' does not exist in {target.region}") from None
-        raise CredentialError(f"secret '{name}' cannot be read ({code})") from None
+        raise CredentialError(str(explain(exc, f"secret '{name}'", "secretsmanager"))) from None
     except ValueError:
         raise CredentialError(not_an_object) from None
     match = _SECRET_ARN_RE.fullmatch(arn)
@@ -79,6 +80,7 @@ def read_credentials(target: SecretStore, name: str, registry_id: str | None = N
             f"secret '{name}' has no {' and no '.join(repr(k) for k in missing)} key "
             f"(ECR needs {' and '.join(SECRET_KEYS)})"
         )
+    register_secret(value["accessToken"])
     return Credential(arn, value["username"], value["accessToken"])
 
 

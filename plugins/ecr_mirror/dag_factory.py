@@ -21,26 +21,33 @@ runs each mirror a manifest built from their image references.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from airflow.sdk import DAG, Param, TaskGroup, TriggerRule, get_current_context, task
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.log import mask_secret
 
 from ecr_mirror import assets, backfill, notify, run_notes, tasks
 from ecr_mirror.dag_doc import dag_doc
-from ecr_mirror.manifest import Defaults, Manifest, ManifestError, load_manifests
+from ecr_mirror.manifest import Defaults, Identity, Manifest, ManifestError, load_manifests
 from ecr_mirror.mirror import RunInfo, RunOptions
 from ecr_mirror.params import run_params
 from ecr_mirror.pools import pool_name, slug
 from ecr_mirror.provenance import ManifestFile, for_dag_run
 from ecr_mirror.rules import check_shared_rules
+from ecr_mirror.secret_sink import set_secret_sink
 from ecr_mirror.settings import get_settings
 from ecr_mirror.sla import deadline_alert
 from ecr_mirror.sources import ManifestSource, ResolvedTags, RunSource
 
 log = logging.getLogger(__name__)
+
+# every credential the engine reads in a task (secret_sink.py) is masked in the task's logs
+set_secret_sink(mask_secret)
 
 START_DATE = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -103,6 +110,18 @@ def _resolved_tags(current: Any) -> ResolvedTags:
     return lambda: current["ti"].xcom_pull(task_ids="resolve_tags")
 
 
+@contextmanager
+def _as_airflow_failures() -> Iterator[None]:
+    """A batch's failures as Airflow takes them: RetryableFailure (a tag failed for a transient
+    reason) fails the try, so Airflow retries it; RunFailed (permanent) fails it without retries."""
+    try:
+        yield
+    except tasks.RetryableFailure as exc:
+        raise AirflowException(str(exc)) from None
+    except tasks.RunFailed as exc:
+        raise AirflowFailException(str(exc)) from None
+
+
 def _close_run(manifest: Manifest, manifest_file: ManifestFile) -> dict[str, Any]:
     """record_audit's body: close the run in the audit and publish its note (run_notes)."""
     # XComs are pulled here, not taken as arguments: this task runs after failures too,
@@ -162,7 +181,8 @@ def _wire(source: RunSource, manifest_file: ManifestFile) -> None:
     def pull_through(plan: list[dict[str, Any]]) -> dict[str, int]:
         current, this, options = _context(manifest)
         current["batch_label"] = tasks.batch_label([p["tag"] for p in plan])
-        return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
+        with _as_airflow_failures():
+            return tasks.pull_through(source.run_manifest(_resolved_tags(current)), plan, this, options)
 
     @task(trigger_rule=TriggerRule.ALL_DONE, outlets=assets.outlets(manifest))
     def record_audit() -> dict[str, Any]:
@@ -171,6 +191,7 @@ def _wire(source: RunSource, manifest_file: ManifestFile) -> None:
     resolved = resolve_tags()
     audit = record_audit()
     ensure_rules() >> resolved >> audit
+    _wire_prune_report(manifest, audit)
     for lane, (host, retries) in tasks.lanes(manifest).items():
         with TaskGroup(group_id=lane, tooltip=f"batches of {host} ({retries} retries)"):
             pool = pool_name(host)
@@ -180,20 +201,45 @@ def _wire(source: RunSource, manifest_file: ManifestFile) -> None:
             pull_through.override(pool=pool, retries=retries).expand(plan=plans) >> audit
 
 
+def _wire_prune_report(manifest: Manifest, audit: Any) -> None:
+    """``prune_report`` after ``record_audit``, on its success only: a failed run keeps a failed
+    leaf (Airflow decides a run's state by its leaves), and only a resolved selection is a list of
+    what is wanted. Off unless the manifest says ``prune: {report: true}``."""
+    if not manifest.prune.report:
+        return
+
+    @task
+    def prune_report() -> dict[str, int]:
+        return tasks.prune_report(manifest)
+
+    audit >> prune_report()
+
+
 def invalid_dag(error: ManifestError) -> DAG:
-    """A DAG that shows a manifest that does not load: its only task fails with the error's text."""
+    """The DAG of a manifest that does not load: its only task fails with the error's text
+    (file, line, field), without retries.
+
+    It keeps the manifest's DAG id and schedule when the raw YAML gives them
+    (``ManifestError.identity``): the DAG keeps its paused state and its runs, and each scheduled
+    run turns red until the file is fixed, instead of the mirroring stopping unseen. Otherwise
+    (the YAML does not parse, the name is invalid or already taken) it is
+    ``ecr_mirror__invalid__<file>``, unscheduled.
+    """
     message = str(error)
+    identity = error.identity
     with DAG(
-        dag_id=f"ecr_mirror__invalid__{slug(error.path.stem)}",
+        dag_id=identity.dag_id if identity else f"ecr_mirror__invalid__{slug(error.path.stem)}",
         description=f"{error.path.name} does not load: fix it (see the task log or these docs)",
-        schedule=None,
+        schedule=identity.schedule if identity else None,
         start_date=START_DATE,
         catchup=False,
+        max_active_runs=1,
+        default_args={"retries": 0},
         tags=["ecr-mirror", "invalid"],
         doc_md=f"Manifest `{error.path}` does not load:\n\n```\n{message}\n```",
     ) as dag:
 
-        @task
+        @task(retries=0)
         def report_manifest_error() -> None:
             raise AirflowFailException(message)
 
@@ -205,12 +251,13 @@ def register_dags(
     namespace: dict[str, Any], manifest_dir: Path, backfill_dir: Path | None = None
 ) -> list[ManifestError]:
     """Build a DAG for every valid manifest, and the backfill DAG when ``backfill_dir`` has its
-    config, into ``namespace``; a file that does not load becomes an ``ecr_mirror__invalid__<file>``
-    DAG, so one broken manifest never hides the others and an operator sees it in the UI."""
+    config, into ``namespace``; a file that does not load becomes a DAG whose runs fail with its
+    error (invalid_dag), so one broken manifest never hides the others and never stops unseen."""
     with_deadline = get_settings().deadlines
     loaded, errors = load_manifests(manifest_dir)
     conflicts = check_shared_rules(loaded)
     refused = {error.path for error in conflicts}
+    refused_manifests = {path: manifest for path, manifest in loaded if path in refused}
     loaded = [(path, manifest) for path, manifest in loaded if path not in refused]
     errors += conflicts
     for path, manifest in loaded:
@@ -226,6 +273,16 @@ def register_dags(
             namespace[base.dag_id] = dag_for(source, config, with_deadline=with_deadline)
     for error in errors:
         log.error("manifest not loaded: %s", error)
+        _keep_identity(error, refused_manifests, namespace)
         dag = invalid_dag(error)
         namespace[dag.dag_id] = dag
     return errors
+
+
+def _keep_identity(error: ManifestError, refused: dict[Path, Manifest], namespace: dict[str, Any]) -> None:
+    """A manifest refused for its rules keeps its DAG id and schedule too; no invalid DAG takes
+    the id of a DAG already built (two files that give the same name)."""
+    if error.identity is None and (manifest := refused.get(error.path)) is not None:
+        error.identity = Identity(manifest.dag_id, manifest.schedule)
+    if error.identity is not None and error.identity.dag_id in namespace:
+        error.identity = None

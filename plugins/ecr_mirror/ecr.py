@@ -8,6 +8,7 @@ code talks to real ECR or to the sandbox emulator (connection extra ``endpoint_u
 from __future__ import annotations
 
 import fnmatch
+import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,12 +16,16 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypedDict
 
+from ecr_mirror.aws_errors import AwsError, aws_call, quiet_botocore
 from ecr_mirror.registry import RegistryClient
 from ecr_mirror.registry.headers import response_date
+from ecr_mirror.secret_sink import register_secret
 from ecr_mirror.settings import get_settings
 
 if TYPE_CHECKING:
     from airflow.providers.amazon.aws.hooks.secrets_manager import SecretsManagerHook
+
+log = logging.getLogger(__name__)
 
 #: renew the registry login this long before ECR's 12 h token expires
 _LOGIN_MARGIN = timedelta(minutes=15)
@@ -107,33 +112,50 @@ class EcrTarget:
         if tagged_only:
             request["filter"] = {"tagStatus": "TAGGED"}
         try:
-            for page in paginator.paginate(**request):
-                for detail in page.get("imageDetails", []):
-                    images.digests.add(detail["imageDigest"])
-                    for tag in detail.get("imageTags", []):
-                        images.tags[tag] = detail["imageDigest"]
-        except self.client.exceptions.RepositoryNotFoundException:
-            return CachedImages(exists=False)
+            with aws_call(f"repository '{repository}' in {self.region}"):
+                for page in paginator.paginate(**request):
+                    for detail in page.get("imageDetails", []):
+                        images.digests.add(detail["imageDigest"])
+                        for tag in detail.get("imageTags", []):
+                            images.tags[tag] = detail["imageDigest"]
+        except AwsError as exc:
+            if exc.code == "RepositoryNotFoundException":
+                return CachedImages(exists=False)
+            raise
         return images
 
     def registry(self) -> RegistryClient:
-        """A client for the registry endpoint, logged in with a fresh authorization token."""
+        """A client for the registry endpoint, logged in with a fresh authorization token; it
+        logs in again by itself when ECR refuses the token (expired: HTTP 403)."""
         with self._lock:
             now = datetime.now(UTC)
             if self._registry is None or now >= self._registry_expires - _LOGIN_MARGIN:
                 if self._registry is not None:
                     self._registry.close()
-                ids = [self.registry_id] if self.registry_id else None
-                login = self._hook.get_temporary_credentials(registry_ids=ids)[0]
+                endpoint, login = self._login()
+                # the endpoint's pull limits are ECR's, not Docker Hub's: no pull floor here
+                options = {**get_settings().client_options(), "pull_floor": None}
                 self._registry = RegistryClient(
-                    login.proxy_endpoint,
-                    credentials=(login.username, login.password),
-                    preemptive_basic=True,
-                    timeout=get_settings().http_timeout,
+                    endpoint, credentials=login, preemptive_basic=True, relogin=self._relogin, **options
                 )
-                expires = login.expires_at
-                self._registry_expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
             return self._registry
+
+    def _login(self) -> tuple[str, tuple[str, str]]:
+        """GetAuthorizationToken through the provider's hook: the endpoint and its Basic login
+        (the token is handed to the secret sink before anything else sees it)."""
+        ids = [self.registry_id] if self.registry_id else None
+        registry = f"the registry {self.registry_id or 'of the connection'} in {self.region}"
+        with quiet_botocore(), aws_call(registry):
+            login = self._hook.get_temporary_credentials(registry_ids=ids)[0]
+        register_secret(login.password)
+        expires = login.expires_at
+        self._registry_expires = expires if expires.tzinfo else expires.replace(tzinfo=UTC)
+        return login.proxy_endpoint, (login.username, login.password)
+
+    def _relogin(self) -> tuple[str, str]:
+        """A new login after ECR refused the current token (RegistryClient's ``relogin``)."""
+        log.info("ECR refused the registry login (expired token?): logging in again")
+        return self._login()[1]
 
     def close(self) -> None:
         with self._lock:
@@ -152,13 +174,14 @@ class EcrTarget:
         """(ARN, JSON value) of a secret in the target's region; botocore's ClientError, or
         ValueError when the value is not JSON (see credentials.read_credentials)."""
         arn: str = self.secrets.conn.describe_secret(SecretId=name)["ARN"]
-        return arn, self.secrets.get_secret_as_dict(name)
+        with quiet_botocore():
+            return arn, self.secrets.get_secret_as_dict(name)
 
     def mutability(self, repository: str) -> Mutability:
         """The repository's tag mutability (describe_repositories)."""
-        repo = self.client.describe_repositories(repositoryNames=[repository], **self._ids())["repositories"][
-            0
-        ]
+        with aws_call(f"repository '{repository}' in {self.region}"):
+            answer = self.client.describe_repositories(repositoryNames=[repository], **self._ids())
+        repo = answer["repositories"][0]
         filters = tuple(f["filter"] for f in repo.get("imageTagMutabilityExclusionFilters", []))
         return Mutability(repo.get("imageTagMutability", "MUTABLE"), filters)
 
@@ -166,7 +189,8 @@ class EcrTarget:
         """describe_images of one tag: when ECR cached it and last recorded a pull of it, and the
         time of ECR's answer (the refresh timer runs on ECR's clock, see refresh.py)."""
         ids = [{"imageTag": tag}]
-        answer = self.client.describe_images(repositoryName=repository, imageIds=ids, **self._ids())
+        with aws_call(f"{repository}:{tag} in {self.region}"):
+            answer = self.client.describe_images(repositoryName=repository, imageIds=ids, **self._ids())
         detail: ImageDetail = answer["imageDetails"][0]
         return ImageTimes(
             detail.get("imagePushedAt"),
@@ -176,9 +200,10 @@ class EcrTarget:
 
     def delete_tag(self, repository: str, tag: str) -> None:
         """batch_delete_image of one tag; raises RuntimeError with ECR's failure reason."""
-        answer = self.client.batch_delete_image(
-            repositoryName=repository, imageIds=[{"imageTag": tag}], **self._ids()
-        )
+        with aws_call(f"{repository}:{tag} in {self.region}"):
+            answer = self.client.batch_delete_image(
+                repositoryName=repository, imageIds=[{"imageTag": tag}], **self._ids()
+            )
         if failures := answer.get("failures"):
             reasons = "; ".join(f"{f.get('failureCode')}: {f.get('failureReason')}" for f in failures)
             raise RuntimeError(f"ECR did not delete {repository}:{tag}: {reasons}")

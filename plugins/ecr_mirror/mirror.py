@@ -11,10 +11,13 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+from ecr_mirror import redaction
+from ecr_mirror.artifact_pull import ArtifactPuller, artifact_records
 from ecr_mirror.audit import AuditRecord, AuditStore, RunSummary
 from ecr_mirror.audit_retention import prune_expired
 from ecr_mirror.credentials import upstream_credentials
 from ecr_mirror.ecr import EcrTarget
+from ecr_mirror.gate import SignatureGate
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
@@ -25,10 +28,13 @@ from ecr_mirror.pull import Puller
 from ecr_mirror.pull_outcome import Outcome
 from ecr_mirror.refs import ImageRef, tag_problem
 from ecr_mirror.retry import failed_in, keep_failed
+from ecr_mirror.run_closing import close_interrupted, register
 from ecr_mirror.settings import get_settings
-from ecr_mirror.states import Action, DriftPolicy, RunStatus, Status
+from ecr_mirror.states import Action, DriftPolicy, ErrorKind, RunStatus, Status
 from ecr_mirror.tags import Selection, TagRef, Unresolved, select_tags, tag_ref, wanted_images
 from ecr_mirror.upstream import Upstreams
+
+TRANSIENT = ErrorKind.TRANSIENT
 
 #: the error of a tag whose batch never reported (a task that failed all its tries)
 NO_RESULT = "no result was recorded for this tag: its batch task failed (see that task's log)"
@@ -92,6 +98,7 @@ def _unresolved_record(run: RunInfo, item: Unresolved) -> AuditRecord:
         action=item.action,
         status=Status.FAILED,
         error=item.error,
+        error_kind=item.kind,
         started_at=now,
         finished_at=now,
     )
@@ -121,7 +128,15 @@ def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
         duration_ms=int((now - item.planned_at).total_seconds() * 1000),
         started_at=item.planned_at,
         finished_at=now,
+        error_kind=_kind(outcome),
     )
+
+
+def _kind(outcome: Outcome) -> ErrorKind | None:
+    """A failed row's kind: the outcome's, else the comparison's; permanent when neither says."""
+    if outcome.status is not Status.FAILED:
+        return None
+    return outcome.error_kind or outcome.item.error_kind or ErrorKind.PERMANENT
 
 
 class Mirror:
@@ -241,12 +256,50 @@ class Mirror:
         check_held_platforms(plan, self.store, lambda: self.target.registry(), self.concurrency)
         return plan
 
+    def begin(self, run: RunInfo, *, by_airflow: bool) -> list[RunSummary]:
+        """Before a run changes anything: check the audit takes writes (AuditWriteError if not),
+        and close this DAG's earlier runs that were interrupted (their summaries, run_closing.py)."""
+        self.store.check_writable()
+        return close_interrupted(self.store, run.dag_id, run.run_id, by_airflow=by_airflow)
+
+    def register(self, run: RunInfo, tags: Sequence[TagRef], owner: str) -> None:
+        """Remember the run's tags before its first pull, so that an interrupted run can be closed."""
+        register(self.store, run.run_id, run.dag_id, run.manifest, tags, owner)
+
+    def still_to_do(
+        self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
+    ) -> list[PlanItem]:
+        """The items of a batch this run has not settled: a tag whose row is good, or failed for
+        a permanent reason, is skipped (a retried task never pulls it again); a tag whose earlier
+        try failed for a transient reason is compared again (its plan may be stale)."""
+        rows = {
+            (r.ecr_repository, r.tag): r for r in self.store.records(dag_id=run.dag_id, run_id=run.run_id)
+        }
+
+        def settled(item: PlanItem) -> bool:
+            row = rows.get((item.tag.cache_repository, item.tag.reference))
+            return row is not None and (
+                row.status is not Status.FAILED or row.error_kind is ErrorKind.PERMANENT
+            )
+
+        todo = [item for item in plan if not settled(item)]
+        tried = [i for i in todo if (i.tag.cache_repository, i.tag.reference) in rows]
+        if not tried:
+            return todo
+        again = {
+            id(old): new
+            for old, new in zip(tried, self.compare([i.tag for i in tried], options), strict=True)
+        }
+        return [again.get(id(item), item) for item in todo]
+
     def pull(
         self, plan: Sequence[PlanItem], run: RunInfo, options: RunOptions = RunOptions()
     ) -> list[AuditRecord]:
         """Pull, verify and warm one batch as the plan and the run's options say, then write its
-        audit rows before returning. ``dry_run`` pulls and deletes nothing (status ``planned``);
-        ``force`` pulls up-to-date tags too."""
+        audit rows before returning. Tags the image's signature gate refuses are not pulled (gate.py).
+        ``dry_run`` pulls and deletes nothing (status ``planned``); ``force`` pulls up-to-date tags
+        too. The audit must take a write first (AuditWriteError: nothing of this batch is pulled)."""
+        self.store.check_writable()
         puller = Puller(
             self.target,
             self.store,
@@ -256,10 +309,30 @@ class Mirror:
             force=options.force,
             upstreams=self.upstreams,
         )
-        outcomes = puller.run(plan)
-        records = [_record(run, outcome) for outcome in outcomes]
+        gate = SignatureGate(self.manifest, self.upstreams, self.concurrency, self.slot)
+        refused, verified = gate.screen(plan, options.force)
+        pulled = iter(puller.run([item for item in plan if id(item) not in refused]))
+        outcomes = [refused[id(item)] if id(item) in refused else next(pulled) for item in plan]
+        for outcome in outcomes:
+            if note := verified.get(id(outcome.item)):
+                outcome.add_note(note)
+        records = self._artifact_records(outcomes, run) if not options.dry_run else []
+        records = [_record(run, outcome) for outcome in outcomes] + records
         self.store.write(records)
         return records
+
+    def _artifact_records(self, outcomes: Sequence[Outcome], run: RunInfo) -> list[AuditRecord]:
+        """Pull the artifacts of the batch's mirrored tags (artifact_pull.py); their rows. A tag
+        whose artifacts cannot be listed has its outcome failed here, before its row is made."""
+        puller = ArtifactPuller(
+            self.target,
+            self.upstreams,
+            lambda index: self.manifest.image_settings(index).artifacts,
+            self.concurrency,
+            self.slot,
+            self.store.last_pull,
+        )
+        return artifact_records((run.run_id, run.dag_id, run.manifest), puller.run(outcomes))
 
     def finish(
         self,
@@ -275,7 +348,7 @@ class Mirror:
         records = self.store.records(dag_id=run.dag_id, run_id=run.run_id)
         seen = {(r.ecr_repository, r.tag) for r in records}
         lost = [
-            Outcome(PlanItem(tag, Action.FAILED), Status.FAILED, None, NO_RESULT)
+            Outcome(PlanItem(tag, Action.FAILED), Status.FAILED, None, NO_RESULT, error_kind=TRANSIENT)
             for tag in tags
             if (tag.cache_repository, tag.reference) not in seen
         ]
@@ -298,6 +371,7 @@ def open_mirror(manifest: Manifest, audit_url: str | None = None) -> Iterator[Mi
     manifest's ECR target through its Airflow connection, pooled upstream clients that log in with
     the rules' secrets, and the audit store (``audit_url``, default from settings), all closed on
     exit."""
+    redaction.install()  # before the first AWS call: no credential in a DEBUG log
     target = manifest.target
     ecr = EcrTarget(target.aws_conn_id, target.region, target.registry_id)
     store = AuditStore(audit_url or get_settings().resolved_audit_url())

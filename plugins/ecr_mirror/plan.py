@@ -10,8 +10,9 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from ecr_mirror.ecr import CachedImages
+from ecr_mirror.failures import error_kind
 from ecr_mirror.parallel import fair_map, settled_map
-from ecr_mirror.states import Action, DriftPolicy
+from ecr_mirror.states import Action, DriftPolicy, ErrorKind
 from ecr_mirror.tags import TagRef
 
 
@@ -29,6 +30,8 @@ class PlanItem:
     warm_layers: bool = False
     #: an up-to-date tag's platform digests ECR holds (platforms.check_held_platforms)
     platform_digests: dict[str, str] | None = None
+    #: a failed comparison's kind (states.ErrorKind)
+    error_kind: ErrorKind | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +45,7 @@ class PlanItem:
             "on_drift": self.on_drift,
             "warm_layers": self.warm_layers,
             "platform_digests": self.platform_digests,
+            "error_kind": None if self.error_kind is None else str(self.error_kind),
         }
 
     @classmethod
@@ -57,6 +61,7 @@ class PlanItem:
             on_drift=cast(DriftPolicy, data.get("on_drift", "repull")),
             warm_layers=data.get("warm_layers", False),
             platform_digests=data.get("platform_digests"),
+            error_kind=ErrorKind(data["error_kind"]) if data.get("error_kind") else None,
         )
 
 
@@ -94,17 +99,19 @@ def make_plan(
 
     def _compare(tag: TagRef, cached: CachedImages | Exception) -> PlanItem:
         if isinstance(cached, Exception):
-            return PlanItem(
-                tag, Action.FAILED, error=f"listing ECR repository {tag.cache_repository}: {cached}"
-            )
+            error = f"listing ECR repository {tag.cache_repository}: {cached}"
+            return PlanItem(tag, Action.FAILED, error=error, error_kind=error_kind(cached))
         try:
             upstream = upstream_digest(tag)
         except Exception as exc:  # one tag's failure is recorded, never raised
-            return PlanItem(tag, Action.FAILED, error=f"upstream {tag.image}:{tag.reference}: {exc}")
+            error = f"upstream {tag.image}:{tag.reference}: {exc}"
+            return PlanItem(tag, Action.FAILED, error=error, error_kind=error_kind(exc))
         cached_digest = cached.digest_for(tag.reference)
         action = decide(tag, upstream, cached_digest)
-        error = f"{tag.image}:{tag.reference} was not found upstream" if upstream is None else None
-        return PlanItem(tag, action, upstream, cached_digest, error)
+        if upstream is None:
+            error = f"{tag.image}:{tag.reference} was not found upstream"
+            return PlanItem(tag, action, None, cached_digest, error, error_kind=ErrorKind.PERMANENT)
+        return PlanItem(tag, action, upstream, cached_digest)
 
     pinned = {tag.cache_repository for tag in tags if tag.reference.startswith("sha256:")}
 

@@ -14,9 +14,10 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from ecr_mirror.failures import error_kind
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.protocols import RegistryEndpoint
-from ecr_mirror.states import Action, Status
+from ecr_mirror.states import Action, ErrorKind, Status
 
 
 class HeldPlatforms(Protocol):
@@ -60,8 +61,11 @@ def check_held_platforms(
     concurrency: int,
 ) -> None:
     """Give each up-to-date tag with ``platforms`` the digests ECR holds for them, or turn it into
-    a failed item naming the platforms its cached index lacks (the cached digest is kept)."""
-    items = [i for i in plan if i.action is Action.UP_TO_DATE and i.platforms is not None and i.cached_digest]
+    a failed item naming the platforms its cached index lacks (the cached digest is kept). A
+    drifted tag gets the digests its cached index holds when it has them (its row shows what ECR
+    still serves, e.g. while stale), and is never failed for them: the pull may bring them."""
+    checked = (Action.UP_TO_DATE, Action.DRIFTED)
+    items = [i for i in plan if i.action in checked and i.platforms is not None and i.cached_digest]
     if not items:
         return
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
@@ -88,7 +92,9 @@ def _check(item: PlanItem, memory: HeldPlatforms, registry: Callable[[], Registr
         children = index.children()
         _apply(item, select_platforms(item, children) if index.is_index else {}, every_platform(children))
     except Exception as exc:  # recorded for this tag
-        item.action, item.error = Action.FAILED, f"reading the platforms of {repository}@{digest}: {exc}"
+        if item.action is Action.UP_TO_DATE:  # a drifted tag is pulled whatever its old index holds
+            item.action, item.error = Action.FAILED, f"reading the platforms of {repository}@{digest}: {exc}"
+            item.error_kind = error_kind(exc)
 
 
 def every_platform(children: Sequence[tuple[str, str]]) -> dict[str, str]:
@@ -97,9 +103,12 @@ def every_platform(children: Sequence[tuple[str, str]]) -> dict[str, str]:
 
 
 def _apply(item: PlanItem, result: dict[str, str] | str, platforms: dict[str, str]) -> None:
-    """A selection becomes the item's platform digests; an error fails the item, which records
-    every platform of the index (what ECR holds) for the next runs."""
-    if isinstance(result, str):
+    """A selection becomes the item's platform digests; an error fails an up-to-date item, which
+    records every platform of the index (what ECR holds) for the next runs."""
+    if item.action is Action.DRIFTED:
+        item.platform_digests = result if isinstance(result, dict) else None
+    elif isinstance(result, str):
         item.action, item.error, item.platform_digests = Action.FAILED, result, platforms
+        item.error_kind = ErrorKind.PERMANENT  # the cached index lacks a selected platform
     else:
         item.platform_digests = result

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ecr_mirror.ecr import CachedImages, ImageTimes, Mutability
-from ecr_mirror.registry import BlobAnswer, FetchedManifest, ManifestInfo
+from ecr_mirror.registry import BlobAnswer, FetchedManifest, ManifestInfo, Referrers
 from ecr_mirror.tags import TagRef
 
 
@@ -23,6 +23,8 @@ class RegistryEndpoint(Protocol):
     """ECR's registry endpoint: a manifest GET is the pull through trigger; blobs are warmed."""
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
+
+    def list_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Referrers: ...
 
     def blob_answer(self, repository: str, digest: str, *, read: bool = True) -> BlobAnswer: ...
 
@@ -68,11 +70,18 @@ class MirrorTarget(PullTarget, RuleTarget, Protocol):
 class UpstreamRegistry(Protocol):
     """One upstream registry's client (registry.RegistryClient)."""
 
+    #: the registry's host (and port), as messages name it
+    registry: str
+
     def list_tags(self, repository: str, page_size: int | None = None) -> list[str]: ...
 
     def head_manifest(self, repository: str, reference: str) -> ManifestInfo | None: ...
 
     def get_manifest(self, repository: str, reference: str) -> FetchedManifest: ...
+
+    def read_blob(self, repository: str, digest: str, max_bytes: int = ...) -> bytes: ...
+
+    def list_referrers(self, repository: str, digest: str, artifact_type: str | None = None) -> Referrers: ...
 
 
 class UpstreamRegistries(Protocol):

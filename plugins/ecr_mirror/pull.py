@@ -30,6 +30,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ecr_mirror.ecr import CachedImages, Mutability
+from ecr_mirror.failures import error_kind
 from ecr_mirror.parallel import fair_map, settled_map
 from ecr_mirror.pins import find_carrier
 from ecr_mirror.plan import PlanItem
@@ -38,7 +39,7 @@ from ecr_mirror.protocols import PullTarget, RegistryEndpoint, UpstreamRegistrie
 from ecr_mirror.pull_outcome import Outcome, Pulled, PullFailed, check_pulled, failed
 from ecr_mirror.refresh import RefreshTimer, refresh_timer, stale_after_pull_note
 from ecr_mirror.registry import FetchedManifest, NotFoundError, compute_digest
-from ecr_mirror.states import Action, Intent, Status
+from ecr_mirror.states import Action, ErrorKind, Intent, Status
 from ecr_mirror.warm import Warmed, warm_blob
 
 
@@ -142,7 +143,8 @@ class Puller:
         if item.action is Action.UP_TO_DATE and not self.force:
             return Outcome(item, Status.OK, keep, platform_digests=item.platform_digests)
         if item.action in (Action.FAILED, Action.UPSTREAM_MISSING):
-            return Outcome(item, Status.FAILED, keep, item.error, item.platform_digests)
+            kind = item.error_kind or ErrorKind.PERMANENT
+            return Outcome(item, Status.FAILED, keep, item.error, item.platform_digests, error_kind=kind)
         if item.action is Action.DRIFTED:
             return _drift_intent(item, mutability)
         return Intent.PULL
@@ -163,10 +165,11 @@ class Puller:
             timer = refresh_timer(times, self.memory.last_pull(repository, keep))
         except Exception as exc:  # recorded for this tag
             error = f"reading when ECR refreshes {_ref(repository, reference)} failed: {exc}"
-            return Outcome(item, Status.FAILED, keep, error), None
+            return Outcome(item, Status.FAILED, keep, error, error_kind=error_kind(exc)), None
         if timer.due:
             return intent, timer
-        return Outcome(item, Status.STALE, keep, timer.waiting_note(keep, item.upstream_digest)), timer
+        note = timer.waiting_note(keep, item.upstream_digest)
+        return Outcome(item, Status.STALE, keep, note, item.platform_digests), timer
 
     def _confirm_upstream(self, item: PlanItem) -> Outcome | Intent:
         """The upstream digest an eviction acts on: the sha256 of the manifest upstream serves, not
@@ -180,7 +183,7 @@ class Puller:
         except Exception as exc:  # recorded for this tag; nothing is deleted
             what = f"{tag.image}:{tag.reference}"
             error = f"confirming the upstream digest of {what} failed, nothing deleted: {exc}"
-            return Outcome(item, Status.FAILED, keep, error)
+            return Outcome(item, Status.FAILED, keep, error, error_kind=error_kind(exc))
         confirmed = compute_digest(body)
         if confirmed == keep:
             note = (
@@ -225,7 +228,8 @@ class Puller:
             step = "pulling the selected platforms"
             return _pull_platforms(registry, item, pulled)
         except Exception as exc:  # recorded per tag
-            return PullFailed(f"{step} {_ref(repository, tag.reference)} failed: {exc}")
+            error = f"{step} {_ref(repository, tag.reference)} failed: {exc}"
+            return PullFailed(error, kind=error_kind(exc))
 
     def _pull_pin(self, registry: RegistryEndpoint, item: PlanItem) -> Pulled | PullFailed:
         """A digest-only pin: pulled by digest, or, when ECR answers not found (a first pull by
@@ -258,7 +262,10 @@ class Puller:
         repository = item.tag.cache_repository
         if isinstance(listing, Exception):
             error = f"verifying {repository} in ECR failed: {listing}"
-            return Outcome(item, Status.FAILED, item.cached_digest, error, pulled_at=pulled.pulled_at)
+            kind = error_kind(listing)
+            return Outcome(
+                item, Status.FAILED, item.cached_digest, error, pulled_at=pulled.pulled_at, error_kind=kind
+            )
         outcome = check_pulled(item, pulled, listing)
         timer = self._timers.get(id(item))
         if outcome is None:
@@ -283,7 +290,8 @@ class Puller:
                 note = stale_after_pull_note(after, upstream, pulled.pulled_at)
             return Outcome(item, Status.STALE, after, note, platforms)
         error = f"after the pull ECR has {after or 'nothing'} for this tag, upstream has {upstream}"
-        return Outcome(item, Status.FAILED, after, error, platforms)
+        # e.g. upstream moved between the comparison and the pull: the next try compares again
+        return Outcome(item, Status.FAILED, after, error, platforms, error_kind=ErrorKind.TRANSIENT)
 
     # -- warming -----------------------------------------------------------------------------
 
@@ -318,7 +326,7 @@ class Puller:
         ):
             outcome = outcomes[id(item)]
             if isinstance(result, Exception):
-                outcome.status, outcome.error = Status.FAILED, f"warming blob {digest} failed: {result}"
+                outcome.fail(f"warming blob {digest} failed: {result}", error_kind(result))
             elif not result.held:
                 elsewhere.setdefault(id(item), []).append(digest)
             else:
@@ -344,8 +352,7 @@ class Puller:
                 images = self._images_to_warm(item, pulled)
                 seen = claimed.setdefault(repository, self.memory.warmed(repository))
             except Exception as exc:
-                outcome = outcomes[id(item)]
-                outcome.status, outcome.error = Status.FAILED, f"warming layers failed: {exc}"
+                outcomes[id(item)].fail(f"warming layers failed: {exc}", error_kind(exc))
                 continue
             for image in images:
                 doc = image.json()
@@ -373,7 +380,7 @@ def _warm_note(outcome: Outcome, warmed: int, skipped: int, elsewhere: list[str]
     if outcome.status is Status.FAILED and not elsewhere:
         return
     if elsewhere:
-        outcome.status = Status.FAILED
+        outcome.status, outcome.error_kind = Status.FAILED, ErrorKind.TRANSIENT  # ECR may hold them later
         outcome.add_note(
             f"warm_layers: ECR does not hold {len(elsewhere)} blob(s) after warming, it still sends them to "
             f"another host than its layer bucket (the upstream's storage): {', '.join(elsewhere)}; "
@@ -394,9 +401,10 @@ def _drift_intent(item: PlanItem, mutability: Mutability | Exception | None) -> 
     keep = item.cached_digest
     if item.on_drift == "report":
         note = f"upstream moved to {item.upstream_digest}, ECR serves {keep}; on_drift: report pulls nothing"
-        return Outcome(item, Status.DRIFT_REPORTED, keep, note)
+        return Outcome(item, Status.DRIFT_REPORTED, keep, note, item.platform_digests)
     if isinstance(mutability, Exception):
-        return Outcome(item, Status.FAILED, keep, f"reading {item.tag.cache_repository}: {mutability}")
+        error = f"reading {item.tag.cache_repository}: {mutability}"
+        return Outcome(item, Status.FAILED, keep, error, error_kind=error_kind(mutability))
     if mutability is not None and mutability.immutable(item.tag.reference):
         note = (
             f"tag is immutable in {item.tag.cache_repository} ({mutability.setting}): ECR never "

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from ecr_mirror.ecr import CachedImages
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.registry import FetchedManifest
-from ecr_mirror.states import Status
+from ecr_mirror.states import ErrorKind, Status
 
 
 @dataclass
@@ -25,9 +25,15 @@ class Outcome:
     pulled_at: datetime | None = None
     #: a digest pin pulled through this upstream tag
     via_tag: str | None = None
+    #: a failed tag's kind (states.ErrorKind)
+    error_kind: ErrorKind | None = None
 
     def add_note(self, note: str) -> None:
         self.error = f"{self.error}; {note}" if self.error else note
+
+    def fail(self, error: str, kind: ErrorKind) -> None:
+        """Turn this outcome into a failure (e.g. warming a pulled tag failed)."""
+        self.status, self.error, self.error_kind = Status.FAILED, error, kind
 
 
 @dataclass
@@ -54,12 +60,19 @@ class PullFailed:
     held: str | None = None
     platform_digests: dict[str, str] | None = None
     pulled_at: datetime | None = None
+    kind: ErrorKind = ErrorKind.PERMANENT
 
 
 def failed(item: PlanItem, failure: PullFailed) -> Outcome:
     held = failure.held or item.cached_digest
     return Outcome(
-        item, Status.FAILED, held, failure.error, failure.platform_digests, pulled_at=failure.pulled_at
+        item,
+        Status.FAILED,
+        held,
+        failure.error,
+        failure.platform_digests,
+        pulled_at=failure.pulled_at,
+        error_kind=failure.kind,
     )
 
 
@@ -75,5 +88,6 @@ def check_pulled(item: PlanItem, pulled: Pulled, listing: CachedImages) -> Outco
     absent = sorted(wanted - listing.digests)
     if absent:
         error = f"ECR has the index {after} but not its manifests {', '.join(absent)}"
-        return Outcome(item, Status.FAILED, after, error, platforms)
+        # ECR imports an index's manifests as they are pulled: a later try may find them
+        return Outcome(item, Status.FAILED, after, error, platforms, error_kind=ErrorKind.TRANSIENT)
     return Outcome(item, Status.PULLED, after, None, platforms)

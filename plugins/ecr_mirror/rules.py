@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
+from ecr_mirror.aws_errors import explain
 from ecr_mirror.credentials import CredentialError, read_credentials, secret_name
 from ecr_mirror.manifest import FieldError, Manifest, ManifestError, PolicySource, Rule, TemplateSpec
 from ecr_mirror.protocols import RuleTarget
@@ -194,8 +195,14 @@ def ensure_rules(
     refused, has an unusable secret, or that ECR reports invalid, after checking all of them.
     """
     client, registry_id = target.client, manifest.target.registry_id
-    actual = existing_rules(client, registry_id)
-    templates = existing_templates(client, [r.prefix for r in manifest.rules if r.template and r.manage])
+    try:
+        actual = existing_rules(client, registry_id)
+        templates = existing_templates(client, [r.prefix for r in manifest.rules if r.template and r.manage])
+    except (ClientError, BotoCoreError) as exc:
+        registry = f"the registry {registry_id or 'of the connection'} in {manifest.target.region}"
+        if isinstance(exc, BotoCoreError):  # no answer at all: the connection itself (AwsError)
+            raise explain(exc, registry) from None
+        raise RuleError(str(explain(exc, registry))) from None
     checks: list[RuleCheck] = []
     problems: list[str] = []
     for rule in manifest.rules:
@@ -205,15 +212,16 @@ def ensure_rules(
             if rule.template and rule.manage:
                 want = template_request(rule.prefix, rule.template, manifest_dir)
                 check.changes += _reconcile_template(client, templates.get(rule.prefix), want, dry_run)
+            valid = _validate(client, rule, check, registry_id)
         except (RuleError, CredentialError) as exc:
             problems.append(f"{where}: {exc}")
             continue
-        except ClientError as exc:
-            problems.append(f"{where}: {exc.response['Error'].get('Message', exc)}")
+        except (ClientError, BotoCoreError) as exc:
+            problems.append(f"{where}: {explain(exc, '')}")
             continue
         if warning := _immutability_warning(rule):
             check.warnings.append(warning)
-        if not _validate(client, rule, check, registry_id):
+        if not valid:
             problems.append(f"{where} is not valid according to ECR: {check.failure}")
         _log(check)
         checks.append(check)

@@ -42,7 +42,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 
 from .artifacts import ArtifactKind, cosign_tag
-from .registry import DigestMismatchError, FetchedManifest, NotFoundError, RegistryClient
+from .protocols import UpstreamRegistry
+from .registry import DigestMismatchError, FetchedManifest, NotFoundError
 from .sigstore_trust import (
     UntrustedError,
     certificate_identity,
@@ -228,7 +229,7 @@ class _Outcome:
 
 
 def verify_signature(
-    upstream: RegistryClient,
+    upstream: UpstreamRegistry,
     repository: str,
     digest: str,
     policy: SignaturePolicy,
@@ -277,7 +278,7 @@ def _signature_layers(manifest: FetchedManifest) -> list[dict[str, Any]]:
 
 
 def _check_layer(
-    upstream: RegistryClient, repository: str, digest: str, layer: dict[str, Any], policy: SignaturePolicy
+    upstream: UpstreamRegistry, repository: str, digest: str, layer: dict[str, Any], policy: SignaturePolicy
 ) -> _Outcome:
     annotations = layer.get("annotations") or {}
     try:

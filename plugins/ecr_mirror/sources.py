@@ -15,7 +15,7 @@ from typing import Any, Protocol
 from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.mirror import RunInfo
-from ecr_mirror.states import Action, Status
+from ecr_mirror.states import Action, ErrorKind, Status
 
 #: a task's way to read resolve_tags' XCom, called only by a source that needs it
 ResolvedTags = Callable[[], Mapping[str, Any]]
@@ -23,23 +23,32 @@ ResolvedTags = Callable[[], Mapping[str, Any]]
 
 @dataclass(frozen=True)
 class Unrouted:
-    """A reference a run cannot mirror (no rule caches it, or it does not parse), and why."""
+    """A reference a run cannot mirror (no rule caches it, or it does not parse), and why.
+
+    A line of an image list that is no reference at all gives its row's ``image`` (the list file)
+    and ``tag`` (``line <n>``) itself, ``kind`` "bad line".
+    """
 
     reference: str
     error: str
+    image: str | None = None
+    tag: str | None = None
+    kind: str = "no rule"
 
     def record(self, run: RunInfo) -> AuditRecord:
         name, _, reference = self.reference.rpartition("@" if "@" in self.reference else ":")
+        image = self.image or name or self.reference
         return AuditRecord(
             run_id=run.run_id,
             dag_id=run.dag_id,
             manifest=run.manifest,
-            image=name or self.reference,
-            ecr_repository=f"(no rule)/{name or self.reference}"[:256],
-            tag=(reference or self.reference)[:200],
+            image=image[:500],  # the audit's column sizes (PostgreSQL refuses longer values)
+            ecr_repository=f"({self.kind})/{image}"[:256],
+            tag=(self.tag or reference or self.reference)[:200],
             action=Action.FAILED,
             status=Status.FAILED,
             error=self.error,
+            error_kind=ErrorKind.PERMANENT,  # the manifest or the backfill list must change
         )
 
 

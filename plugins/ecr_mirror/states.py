@@ -25,6 +25,8 @@ class Action(StrEnum):
     PIN_MISMATCH = "pin_mismatch"
     #: two entries of one image select the same tag (tags.Unresolved): neither mirrors it
     OVERLAP = "overlap"
+    #: a cached tag no selector of the manifest asks for any more (prune.py)
+    UNSELECTED = "unselected"
 
 
 #: actions that fail a run: ``ecr-mirror plan`` exits 1 when it shows one
@@ -50,6 +52,7 @@ class Status(StrEnum):
     DRIFT_REPORTED = "drift_reported"  # drifted, on_drift: report (nothing pulled)
     BLOCKED_IMMUTABLE = "blocked_immutable"  # drifted, but the tag is immutable in ECR: untouched
     PLANNED = "planned"  # dry run: the note says what the run would do
+    DELETED = "deleted"  # pruned: no selector asks for the tag any more (ecr-mirror prune --apply)
     FAILED = "failed"
 
 
@@ -58,3 +61,18 @@ class RunStatus(StrEnum):
 
     SUCCESS = "success"
     FAILED = "failed"
+
+
+class ErrorKind(StrEnum):
+    """Why a failed tag failed, for what comes next (the audit's ``error_kind`` column).
+
+    A batch whose tags failed for a transient reason fails its task, so Airflow retries it on
+    those tags; a permanent failure fails the run without spending a retry on it.
+    """
+
+    #: 429, 5xx, a reset or timed-out connection, AWS throttling, a short or corrupted body, a
+    #: warm layer ECR does not hold yet, a run that was interrupted: another try may succeed
+    TRANSIENT = "transient"
+    #: not found upstream, a bad digest pin, a missing platform, an overlap, no match, a refused
+    #: signature, access denied, a configuration error: the same try fails the same way
+    PERMANENT = "permanent"

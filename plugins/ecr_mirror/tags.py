@@ -11,14 +11,15 @@ Versions and ranges are read by versions.py.
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from fnmatch import fnmatchcase
 from typing import Any
 
+from ecr_mirror import patterns
+from ecr_mirror.failures import error_kind
 from ecr_mirror.manifest import Manifest, TagSelector
-from ecr_mirror.states import Action
+from ecr_mirror.states import Action, ErrorKind
 from ecr_mirror.versions import ANY_VARIANT, aliases, in_range, parse_range, tag_version, variant_matches
 
 #: the `tag` column of the audit row reporting a selector that could not be resolved
@@ -85,9 +86,9 @@ def filter_tags(selector: TagSelector, upstream_tags: Iterable[str]) -> list[str
             t for t in kept if (v := releases.get(t)) is not None and in_range(spec, v, selector.prerelease)
         ]
     if selector.include:
-        kept = [t for t in kept if any(re.search(pattern, t) for pattern in selector.include)]
+        kept = [t for t in kept if any(patterns.search(pattern, t) for pattern in selector.include)]
     if selector.exclude:
-        kept = [t for t in kept if not any(re.search(pattern, t) for pattern in selector.exclude)]
+        kept = [t for t in kept if not any(patterns.search(pattern, t) for pattern in selector.exclude)]
     if selector.latest is not None:
         ranked = {
             t: v for t in kept if (v := releases.get(t)) and (selector.prerelease or not v.is_prerelease)
@@ -183,6 +184,7 @@ class Unresolved:
     action: Action
     error: str
     tag: str = SELECTOR_ROW_TAG
+    kind: ErrorKind = ErrorKind.PERMANENT
 
 
 @dataclass
@@ -268,8 +270,12 @@ def _image_tags(
     if isinstance(listing, Exception):
         error = f"{ref.name}: selector {selector.describe()}: listing upstream tags failed "
         error += f"(0 upstream tags seen): {listing}"
-        return refs, Unresolved(index, ref.name, repository, Action.FAILED, error)
-    matched = filter_tags(selector, listing)
+        return refs, Unresolved(index, ref.name, repository, Action.FAILED, error, kind=error_kind(listing))
+    try:
+        matched = filter_tags(selector, listing)
+    except patterns.PatternTimeout as exc:  # cut off: the other images go on
+        error = f"{ref.name}: selector {selector.describe()}: {exc}"
+        return refs, Unresolved(index, ref.name, repository, Action.FAILED, error, kind=ErrorKind.PERMANENT)
     if not matched:
         error = f"{ref.name}: selector {selector.describe()} matched none of the {len(listing)} upstream tags"
         error += variant_hint(selector, listing)

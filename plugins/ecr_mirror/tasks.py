@@ -2,7 +2,9 @@
 
 dag_factory wires each one as an Airflow task and hands it what it reads from the task context
 (run id, trigger parameters, upstream XComs). What a function returns is its task's XCom; a run
-that must fail raises RunFailed, which the factory turns into AirflowFailException. No Airflow
+that must fail raises RunFailed, which the factory turns into AirflowFailException (no retry); a
+batch whose tags failed for a transient reason raises RetryableFailure, which the factory turns into
+AirflowException, so Airflow retries the task on those tags only (Mirror.still_to_do). No Airflow
 import here.
 """
 
@@ -13,15 +15,18 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.mirror import RunInfo, RunOptions, batches, open_mirror
 from ecr_mirror.plan import PlanItem
 from ecr_mirror.pools import slug, upstream_hosts
 from ecr_mirror.provenance import Provenance
+from ecr_mirror.prune import build_report
 from ecr_mirror.rules import ensure_rules as reconcile_rules
+from ecr_mirror.run_closing import AIRFLOW
 from ecr_mirror.run_report import RunReport
 from ecr_mirror.sources import RunSource
-from ecr_mirror.states import Status
+from ecr_mirror.states import ErrorKind, Status
 from ecr_mirror.tags import SelectionError, TagRef
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,10 @@ class RunFailed(Exception):
     def __init__(self, message: str, report: RunReport | None = None) -> None:
         super().__init__(message)
         self.report = report
+
+
+class RetryableFailure(Exception):
+    """Some tags of a batch failed for a transient reason: another try of the task may pull them."""
 
 
 def lanes(manifest: Manifest) -> Lanes:
@@ -70,6 +79,7 @@ def ensure_rules(source: RunSource, options: RunOptions) -> list[dict[str, Any]]
     """Reconcile the manifest's rules and templates with ECR; the checks (rules.RuleCheck each)."""
     manifest = source.manifest
     with open_mirror(manifest) as mirror:
+        mirror.store.check_writable()  # before a rule changes: a run that cannot record stops here
         checks = reconcile_rules(
             manifest, mirror.target, dry_run=options.dry_run, manifest_dir=source.rules_dir
         )
@@ -86,6 +96,8 @@ def resolve_tags(
     scope = source.scope(params)
     out: dict[str, Any] = dict(scope.remembered)
     with open_mirror(scope.manifest) as mirror:
+        for closed in mirror.begin(run, by_airflow=True):
+            log.warning("closed the interrupted run %s: %s", closed.run_id, closed.note)
         for unrouted in scope.unrouted:
             log.error("not mirrored: %s: %s", unrouted.reference, unrouted.error)
         mirror.store.write([unrouted.record(run) for unrouted in scope.unrouted])
@@ -93,6 +105,7 @@ def resolve_tags(
             tags = mirror.resolve(options, run).tags
         except SelectionError as exc:  # the trigger's image globs: a permanent error, no retry
             raise RunFailed(str(exc)) from None
+        mirror.register(run, tags, AIRFLOW)
     log.info("%d tags selected from %d images", len(tags), len(scope.manifest.images))
     size = source.manifest.defaults.batch_size
     for lane, (host, retries) in lanes(source.manifest).items():
@@ -115,14 +128,40 @@ def compare_digests(manifest: Manifest, batch: Batch, options: RunOptions) -> li
 def pull_through(
     manifest: Manifest, plan: list[dict[str, Any]], run: RunInfo, options: RunOptions
 ) -> dict[str, int]:
-    """Pull, verify and warm one batch and write its audit rows; the count of each status."""
+    """Pull, verify and warm one batch and write its audit rows; the count of each status.
+
+    A retried task works on the tags this run has not settled yet (Mirror.still_to_do). Raises
+    RetryableFailure when a tag failed for a transient reason (Airflow retries the task), else
+    RunFailed when a tag failed for a permanent one (no retry can help).
+    """
     with open_mirror(manifest) as mirror:
-        records = mirror.pull([PlanItem.from_dict(p) for p in plan], run, options)
+        todo = mirror.still_to_do([PlanItem.from_dict(p) for p in plan], run, options)
+        if len(todo) < len(plan):
+            log.info(
+                "%d of %d tags already have their row in this run: not pulled again",
+                len(plan) - len(todo),
+                len(plan),
+            )
+        records = mirror.pull(todo, run, options)
     counts: dict[str, int] = {}
     for record in records:
         counts[str(record.status)] = counts.get(str(record.status), 0) + 1
         log.info("%s:%s %s -> %s", record.image, record.tag, record.action, record.status)
+    _raise_for_failures(records)
     return counts
+
+
+def _raise_for_failures(records: list[AuditRecord]) -> None:
+    failed = [r for r in records if r.status is Status.FAILED]
+    transient = [r for r in failed if r.error_kind is ErrorKind.TRANSIENT]
+    if transient:
+        shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in transient[:FAILURES_SHOWN])
+        raise RetryableFailure(
+            f"{len(transient)} tag(s) failed for a transient reason, a retry may pull them: {shown}"
+        )
+    if failed:
+        shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in failed[:FAILURES_SHOWN])
+        raise RunFailed(f"{len(failed)} tag(s) failed for a permanent reason, not retried: {shown}")
 
 
 def record_audit(
@@ -161,3 +200,20 @@ def record_audit(
         shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in failed[:FAILURES_SHOWN])
         raise RunFailed(f"{len(failed)} of {summary.total} tags failed: {shown}", report)
     return {"total": summary.total, "counts": summary.counts}, report
+
+
+def prune_report(manifest: Manifest) -> dict[str, int]:
+    """Log the cached tags no selector asks for any more (prune.py; deletes nothing); the count of
+    each verdict."""
+    with open_mirror(manifest) as mirror:
+        selection = mirror.resolve(RunOptions())
+        report = build_report(
+            manifest, mirror.target, selection, manifest.prune.min_idle_days, mirror.store.pin_carrier
+        )
+    counts: dict[str, int] = {}
+    for entry in report.entries:
+        counts[entry.verdict] = counts.get(entry.verdict, 0) + 1
+        log.info("%s:%s %s: %s", entry.tag.repository, entry.tag.tag, entry.verdict, entry.reason)
+    for repository, why in report.skipped.items():
+        log.warning("prune report skipped %s: %s", repository, why)
+    return counts

@@ -31,7 +31,7 @@ class Upstreams:
                 self._clients[host] = RegistryClient(
                     self._settings.upstream_base_url(host),
                     credentials=login,
-                    timeout=self._settings.http_timeout,
+                    **self._settings.client_options(),
                 )
             return self._clients[host]
 

@@ -16,6 +16,8 @@ from typing import TypeAlias
 
 from semantic_version import NpmSpec, SimpleSpec, Version
 
+from ecr_mirror import patterns
+
 _VERSION_RE = re.compile(
     r"""
     v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?
@@ -104,7 +106,7 @@ def variant_matches(wanted: str | None, variant: str | None) -> bool:
         return variant is None
     if wanted == ANY_VARIANT:
         return True
-    return re.fullmatch(wanted, variant or "") is not None
+    return patterns.fullmatch(wanted, variant or "")
 
 
 def parse_range(text: str) -> VersionRange:

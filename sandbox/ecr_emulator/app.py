@@ -25,6 +25,7 @@ from .behaviour import Behaviour, BehaviourError
 from .blobhost import BlobHost
 from .clock import Clock
 from .errors import ApiError
+from .faults import Faults
 from .pullthrough import PullThroughCache, Settings
 from .registry_plane import RegistryPlane
 from .shapes import Violations, error_problems
@@ -61,6 +62,7 @@ def create_app(
     cache = PullThroughCache(store, clock, settings, region, account)
     registry = RegistryPlane(store, cache)
     violations = Violations(clock.now)
+    faults = Faults()  # test-only: armed through /_emulator/faults, see faults.py
     blob_host = None
     if blob_url:
         blob_host = BlobHost(blob_url, region, clock, violations, cache.held_blob, cache.upstream_chunks)
@@ -75,6 +77,8 @@ def create_app(
         target = request.headers.get("x-amz-target", "")
         body = await request.body()
         try:
+            if fault := faults.take(target.removeprefix(TARGET_PREFIX)):
+                raise fault
             result = await run_in_threadpool(handle, HANDLERS, context(request), target, body, violations)
         except ApiError as exc:
             error = {"__type": exc.code, "message": exc.message}
@@ -112,6 +116,15 @@ def create_app(
             except BehaviourError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
         return JSONResponse(cache.behaviour.doc())
+
+    async def faults_endpoint(request: Request) -> JSONResponse:
+        """Test-only (faults.py). GET: the armed faults; POST: arm one."""
+        if request.method == "POST":
+            faults.arm(await request.json())
+        return JSONResponse(faults.doc())
+
+    async def reset_faults(request: Request) -> JSONResponse:
+        return JSONResponse(faults.reset())
 
     async def violations_endpoint(request: Request) -> JSONResponse:
         return JSONResponse({"violations": violations.items()})
@@ -157,6 +170,8 @@ def create_app(
         Route("/v2/{path:path}", registry.handle, methods=methods),
         Route("/_emulator/clock", clock_endpoint, methods=["GET", "POST"]),
         Route("/_emulator/behaviour", behaviour_endpoint, methods=["GET", "POST"]),
+        Route("/_emulator/faults", faults_endpoint, methods=["GET", "POST"]),
+        Route("/_emulator/faults/reset", reset_faults, methods=["POST"]),
         Route("/_emulator/violations", violations_endpoint, methods=["GET"]),
         Route("/_emulator/violations/reset", reset_violations, methods=["POST"]),
         Route("/_emulator/blob-host", blob_host_endpoint, methods=["GET"]),

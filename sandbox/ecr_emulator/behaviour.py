@@ -157,6 +157,47 @@ SWITCHES: tuple[Switch, ...] = (
             '("refreshes the last image pull timestamp at least once every 24 hours")',
         ),
     ),
+    Switch(
+        "ptc_referrers_sync",
+        "a referrers API request on a pull through cache repository",
+        {
+            "referrers-api": "fetches the upstream's referrers of the digest and caches them, "
+            "then lists them",
+            "none": "lists only what the repository holds (ECR before April 2026)",
+        },
+        documented="referrers-api",
+        strict="none",
+        sources=(
+            "https://aws.amazon.com/about-aws/whats-new/2026/04/amazon-ecr-pull-through-cache-referrers/ "
+            '("will now reach upstream during referrers API requests")',
+        ),
+    ),
+    Switch(
+        "ptc_referrers_upstream",
+        "referrers of an upstream without the referrers API (tag schema only, e.g. Distribution 2.8)",
+        {
+            "tag-schema": "the upstream's referrers tag schema index (sha256-<hex>) is read",
+            "api-only": "only the upstream's referrers API is asked: nothing is found",
+        },
+        documented="tag-schema",
+        strict="api-only",
+        sources=("silent; OCI distribution-spec v1.1 asks clients to fall back to the tag schema",),
+    ),
+    Switch(
+        "ptc_pulled_referrers_listed",
+        "a manifest with a subject that a plain pull (by digest or through an index) imported",
+        {
+            "listed": "listed by the referrers API of its subject, like a pushed one",
+            "not-listed": "held, but listed only once a referrers request synced it",
+        },
+        documented="listed",
+        strict="not-listed",
+        sources=(
+            "https://aws.amazon.com/blogs/opensource/"
+            "diving-into-oci-image-and-distribution-1-1-support-in-amazon-ecr "
+            "(pushed referrers are listed; imported ones: silent)",
+        ),
+    ),
 )
 BY_NAME: Mapping[str, Switch] = MappingProxyType({switch.name: switch for switch in SWITCHES})
 PROFILES: Mapping[str, Mapping[str, str]] = MappingProxyType(

@@ -370,6 +370,11 @@ class PullThroughCache:
         self.store.put_image(image, refs)
         return size
 
+    def store_manifest(self, name: str, client: UpstreamClient, upstream_repo: str, digest: str) -> None:
+        """Fetch ``digest`` upstream and store it (with what it lists) unless held (referrers.py)."""
+        if self.store.get_image(name, digest) is None:
+            self._store_tree(name, client, upstream_repo, client.get_manifest(upstream_repo, digest))
+
     def _stored_size(self, name: str, digest: str) -> int:
         image = self.store.get_image(name, digest)
         return image.size if image else 0

@@ -21,6 +21,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from .errors import RegistryError
 from .negotiation import negotiate
 from .pullthrough import PullThroughCache
+from .referrers import Referrers
 from .store import Store
 
 API_VERSION = {"Docker-Distribution-Api-Version": "registry/2.0"}
@@ -30,6 +31,7 @@ MANIFEST_PATH = re.compile(
 )
 BLOB_PATH = re.compile(rf"{NAME}/blobs/(?P<digest>sha256:[a-f0-9]{{64}})")
 TAGS_PATH = re.compile(rf"{NAME}/tags/list")
+REFERRERS_PATH = re.compile(rf"{NAME}/referrers/(?P<digest>sha256:[a-f0-9]{{64}})")
 
 
 def error_response(exc: RegistryError, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -41,6 +43,7 @@ class RegistryPlane:
     def __init__(self, store: Store, cache: PullThroughCache) -> None:
         self.store = store
         self.cache = cache
+        self.referrers = Referrers(store, cache)
 
     def _authorize(self, request: Request) -> None:
         header = request.headers.get("authorization", "")
@@ -113,6 +116,13 @@ class RegistryPlane:
             if answer.file is None:
                 return Response(b"", headers={**headers, "Content-Length": str(answer.size)})
             return FileResponse(answer.file, media_type="application/octet-stream", headers=headers)
+        if match := REFERRERS_PATH.fullmatch(path):
+            artifact_type = request.query_params.get("artifactType")
+            body, extra = await run_in_threadpool(
+                self.referrers.answer, match["name"], match["digest"], artifact_type
+            )
+            headers = {**API_VERSION, **extra, "Content-Type": "application/vnd.oci.image.index.v1+json"}
+            return Response(b"" if head else body, headers=headers)
         if match := TAGS_PATH.fullmatch(path):
             return await run_in_threadpool(self._tags, match["name"], request)
         raise RegistryError(404, "NAME_UNKNOWN", f"Unknown registry path /v2/{path}")

@@ -184,9 +184,16 @@ def output_problems(operation: str, body: dict[str, Any], facts: Facts | None = 
     return problems
 
 
-#: errors every AWS JSON service may answer besides the operation's own (not in the model's list)
+#: errors every AWS JSON service may answer besides the operation's own (not in the model's list);
+#: ThrottlingException: https://docs.aws.amazon.com/AmazonECR/latest/APIReference/CommonErrors.html
 COMMON_ERRORS = frozenset(
-    {"ValidationException", "AccessDeniedException", "UnknownOperationException", "SerializationException"}
+    {
+        "ValidationException",
+        "AccessDeniedException",
+        "UnknownOperationException",
+        "SerializationException",
+        "ThrottlingException",
+    }
 )
 
 

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -150,6 +151,21 @@ class UpstreamClient:
             raise UpstreamError(502, f"upstream manifest {repository}@{reference} has digest {digest}")
         media_type = response.headers.get("content-type", "").split(";")[0].strip()
         return Manifest(body=body, media_type=media_type, digest=digest)
+
+    def referrers(self, repository: str, digest: str) -> list[dict[str, Any]] | None:
+        """The upstream's referrers API list of ``digest`` (distribution-spec v1.1); None when the
+        upstream has no referrers API (404)."""
+        response = self._request(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            f"repository:{repository}:pull",
+            {"Accept": "application/vnd.oci.image.index.v1+json"},
+        )
+        if response.status_code == 404:
+            return None
+        self._raise_for(response, repository, digest)
+        manifests = response.json().get("manifests") or []
+        return [m for m in manifests if isinstance(m, dict) and isinstance(m.get("digest"), str)]
 
     @contextmanager
     def blob(self, repository: str, digest: str, *, count: bool = True) -> Iterator[Iterator[bytes]]:

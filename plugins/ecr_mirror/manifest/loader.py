@@ -1,8 +1,9 @@
 """Loading YAML files into the manifest model, reporting every error with its file and line.
 
-PyYAML builds a node tree first, which keeps line numbers and shows keys written twice (its
-constructor keeps the last one silently); pydantic then validates the constructed data, and each
-error's location is mapped back to the nearest node.
+libyaml (PyYAML's CSafeLoader, about 10x faster than the pure-Python loader) builds a node tree
+first, which keeps line numbers and shows keys written twice (the constructor keeps the last one
+silently); pydantic then validates the constructed data, and each error's location is mapped back
+to the nearest node. The file is held to limits.py's limits before and while it is composed.
 """
 
 from __future__ import annotations
@@ -18,41 +19,27 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from ecr_mirror.manifest.checks import manifest_words
+from ecr_mirror.manifest.checks import NAME_RE, manifest_words
+from ecr_mirror.manifest.errors import FieldError, Identity, ManifestError
+from ecr_mirror.manifest.limits import (
+    NESTING_ERROR,
+    SAFE_C_DEPTH,
+    Limits,
+    NotPlain,
+    Walk,
+    check_events,
+    libyaml_caps_nesting,
+    may_nest_deeper_than,
+    read_text,
+    too_deep,
+)
 from ecr_mirror.manifest.model import IMAGE_LINES, Manifest
+from ecr_mirror.manifest.supply import MANIFEST_DIR
 
 M = TypeVar("M", bound=BaseModel)
 
 #: what a manifest file holds at its top level (the error for a file that holds something else)
 MANIFEST_KEYS = "name, target, rules and images"
-
-
-@dataclass(frozen=True)
-class FieldError:
-    """One problem in a manifest file. `loc` is a path such as "images[2].tags.exact[0]" ("" for the file)."""
-
-    loc: str
-    message: str
-    line: int | None = None
-
-    def format(self, path: Path) -> str:
-        where = f"{path}:{self.line}" if self.line is not None else str(path)
-        return f"{where}: {self.loc}: {self.message}" if self.loc else f"{where}: {self.message}"
-
-
-class ManifestError(Exception):
-    """A manifest file that cannot be used.
-
-    `str()` gives one "<path>:<line>: <loc>: <message>" line per error.
-    """
-
-    def __init__(self, path: Path, errors: list[FieldError]) -> None:
-        super().__init__(path, errors)
-        self.path = path
-        self.errors = errors
-
-    def __str__(self) -> str:
-        return "\n".join(error.format(self.path) for error in self.errors)
 
 
 @dataclass
@@ -74,7 +61,7 @@ class Document:
         keys written twice included."""
         errors = list(self.errors)
         try:
-            context = {IMAGE_LINES: _item_lines(self.root, "images")}
+            context = {IMAGE_LINES: _item_lines(self.root, "images"), MANIFEST_DIR: self.path.parent}
             result = model.model_validate(self.data if data is None else data, context=context)
         except ValidationError as exc:
             for err in exc.errors(include_url=False):
@@ -82,37 +69,59 @@ class Document:
                 errors.append(FieldError(loc, _message(model, err), line))
         if errors:
             errors.sort(key=lambda error: (error.line is None, error.line or 0))
-            raise ManifestError(self.path, errors)
+            raise ManifestError(self.path, errors, self.identity())
         return result
+
+    def identity(self) -> Identity | None:
+        """The DAG id and schedule the raw YAML gives, when its name is valid and its schedule a
+        string or absent (dag_factory keeps them for the DAG of a file that does not load)."""
+        name, schedule = self.data.get("name"), self.data.get("schedule")
+        if not (isinstance(name, str) and NAME_RE.fullmatch(name)) or not isinstance(schedule, str | None):
+            return None
+        return Identity("ecr_mirror__" + name.replace("-", "_"), schedule)
 
 
 def read_document(path: Path, expected: str = MANIFEST_KEYS) -> Document:
-    """Read a YAML mapping; ManifestError for a file that cannot be read, is not YAML or holds
-    something else than a mapping (``expected`` says of which keys)."""
+    """Read a YAML mapping held to the limits (limits.py); ManifestError for a file that cannot be
+    read, breaks a limit, is not YAML or holds something else than a mapping (``expected`` says
+    of which keys)."""
+    limits = Limits.from_settings()
+    text = read_text(path, limits)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ManifestError(path, [FieldError("", f"cannot read the file: {exc}")]) from None
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        # Before construction, which flattens "<<" merges into the nodes.
-        errors = _duplicate_keys(root, "") if root is not None else []
-        data = loader.construct_document(root) if root is not None else None
+        root, data, errors = _compose(path, text, limits)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = ", ".join(part for part in (exc.context, exc.problem) if part)
-        raise ManifestError(
-            path, [FieldError("", f"invalid YAML: {reason}", mark.line + 1 if mark else None)]
-        ) from None
+        message = too_deep(limits) if NESTING_ERROR in reason else f"invalid YAML: {reason}"
+        raise ManifestError(path, [FieldError("", message, mark.line + 1 if mark else None)]) from None
     except yaml.YAMLError as exc:
         raise ManifestError(path, [FieldError("", f"invalid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
     if root is None or not isinstance(data, dict):
         found = "nothing" if root is None else f"a {type(data).__name__}"
         raise ManifestError(path, [FieldError("", f"expected a mapping with {expected}, found {found}", 1)])
     return Document(path, data, root, errors)
+
+
+def _compose(path: Path, text: str, limits: Limits) -> tuple[yaml.Node | None, Any, list[FieldError]]:
+    """The node tree (held to the limits), the data built from it and the keys written twice."""
+    if not libyaml_caps_nesting() and may_nest_deeper_than(text, SAFE_C_DEPTH):
+        check_events(path, text, limits)
+    loader = yaml.CSafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None, None, []
+        walk = Walk(path, limits, _repeated_keys, anchored="&" in text)
+        if not walk.anchored:
+            try:
+                return root, walk.build(root, loader.construct_object), walk.errors
+            except NotPlain:
+                walk = Walk(path, limits, _repeated_keys)
+        # Before construction, which flattens "<<" merges into the nodes.
+        errors = walk.run(root)
+        return root, loader.construct_document(root), errors
+    finally:
+        loader.dispose()
 
 
 def load_manifest(path: Path) -> Manifest:
@@ -163,25 +172,18 @@ def load_paths(paths: Iterable[Path]) -> tuple[list[tuple[Path, Manifest]], list
     return loaded, failed
 
 
-def _duplicate_keys(node: yaml.Node, loc: str) -> list[FieldError]:
+def _repeated_keys(node: yaml.MappingNode, loc: str) -> list[FieldError]:
     """PyYAML keeps the last of two equal keys silently; a manifest author means one of them."""
     errors: list[FieldError] = []
-    if isinstance(node, yaml.MappingNode):
-        first_lines: dict[str, int] = {}
-        for key, value in node.value:
-            if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
-                continue
-            line = key.start_mark.line + 1
+    first_lines: dict[str, int] = {}
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.value == "<<":
+            continue
+        line = key.start_mark.line + 1
+        if key.value in first_lines:
             child = f"{loc}.{key.value}" if loc else key.value
-            if key.value in first_lines:
-                errors.append(
-                    FieldError(child, f"key repeated (first on line {first_lines[key.value]})", line)
-                )
-            first_lines.setdefault(key.value, line)
-            errors.extend(_duplicate_keys(value, child))
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            errors.extend(_duplicate_keys(item, f"{loc}[{i}]"))
+            errors.append(FieldError(child, f"key repeated (first on line {first_lines[key.value]})", line))
+        first_lines.setdefault(key.value, line)
     return errors
 
 

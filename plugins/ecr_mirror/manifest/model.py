@@ -27,6 +27,7 @@ from ecr_mirror.manifest.checks import (
 from ecr_mirror.manifest.notify import NotifyTarget
 from ecr_mirror.manifest.routing import Rule, cache_repository, rule_for, rule_problems, secret_problems
 from ecr_mirror.manifest.selector import TagSelector
+from ecr_mirror.manifest.supply import ArtifactsSpec, PruneSpec, VerifySpec
 from ecr_mirror.refs import ImageRef, InvalidReference, parse_image
 from ecr_mirror.states import DriftPolicy
 
@@ -69,6 +70,9 @@ class ImageSpec(StrictModel):
     warm_layers: bool | None = None
     retries: int | None = Field(default=None, ge=0, le=10)
     concurrency: int | None = Field(default=None, ge=1, le=64)
+    artifacts: ArtifactsSpec | None = None
+    #: the signature gate of this image (over its rule's)
+    verify: VerifySpec | None = None
     #: the entry's line in its file (set by the loader), for messages that name two entries
     _line: int | None = PrivateAttr(default=None)
 
@@ -126,6 +130,8 @@ class ImageSettings(StrictModel):
     platforms: Platforms = None  # None: the whole index, keeping the upstream digest
     on_drift: DriftPolicy = "repull"
     warm_layers: bool = False
+    #: signatures, attestations, SBOMs and referrers mirrored with the image (None: none)
+    artifacts: ArtifactsSpec | None = None
 
 
 class Defaults(ImageSettings):
@@ -188,6 +194,7 @@ class Manifest(StrictModel):
     sla: Sla | None = None
     target: Target
     defaults: Defaults = Field(default_factory=Defaults)
+    prune: PruneSpec = Field(default_factory=PruneSpec)
     rules: list[Rule]
     images: list[ImageSpec]
     #: who hears about failed runs, drift and SLA misses (ecr_mirror/notify.py)
@@ -281,6 +288,11 @@ class Manifest(StrictModel):
         }
         inherited = {name: getattr(self.defaults, name) for name in ImageSettings.model_fields}
         return ImageSettings(**{**inherited, **overrides})
+
+    def image_verify(self, index: int) -> VerifySpec | None:
+        """The signature gate of images[index]: its own ``verify``, else its rule's (None: no gate)."""
+        spec = self.images[index]
+        return spec.verify if spec.verify is not None else self.rule_for(spec.ref).verify
 
     def image_retries(self, index: int) -> int:
         spec = self.images[index]

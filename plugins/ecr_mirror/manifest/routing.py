@@ -4,9 +4,16 @@ i.e. which rule caches an image and under which ECR repository."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ModelWrapValidatorHandler, PrivateAttr, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
 
 from ecr_mirror.manifest.checks import (
     ROLE_ARN_RE,
@@ -18,6 +25,7 @@ from ecr_mirror.manifest.checks import (
     prefix_problem,
     raise_at,
 )
+from ecr_mirror.manifest.supply import VerifySpec
 from ecr_mirror.refs import DEFAULT_UPSTREAM_URL, ImageRef, UpstreamKind, upstream_kind
 from ecr_mirror.refs import cache_repository as _cache_repository
 
@@ -45,6 +53,16 @@ TEMPLATE_ROLE_DOCS = (
 )
 
 
+def _role_arn(value: str) -> str:
+    if not ROLE_ARN_RE.fullmatch(value):
+        raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
+    return value
+
+
+#: ``custom_role_arn`` of templates and rules: the IAM role ECR assumes for them
+RoleArn = Annotated[str, AfterValidator(_role_arn)]
+
+
 class TemplateSpec(StrictModel):
     """Repository creation template for a rule's prefix; applies only to repositories ECR creates later.
 
@@ -63,14 +81,7 @@ class TemplateSpec(StrictModel):
     repository_policy: PolicySource | None = None
     resource_tags: dict[str, str] = {}
     description: str | None = Field(default=None, max_length=256)
-    custom_role_arn: str | None = None
-
-    @field_validator("custom_role_arn")
-    @classmethod
-    def _check_role(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN_RE.fullmatch(value):
-            raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
-        return value
+    custom_role_arn: RoleArn | None = None
 
     @model_validator(mode="after")
     def _check_settings(self) -> TemplateSpec:
@@ -127,11 +138,13 @@ class Rule(StrictModel):
     upstream_url: str | None = None
     credential_secret: str | None = None
     upstream_repository_prefix: str | None = None
-    custom_role_arn: str | None = None
+    custom_role_arn: RoleArn | None = None
     manage: bool = True
     #: a changed upstream URL or upstream prefix may delete and recreate the rule in ECR
     allow_replace: bool = False
     template: TemplateSpec | None = None
+    #: the signature gate of every image this rule caches (an image's own ``verify`` wins)
+    verify: VerifySpec | None = None
     #: (region, account) of a credential_secret written as an ARN: checked against the target
     _secret_location: tuple[str, str] | None = PrivateAttr(default=None)
 
@@ -172,13 +185,6 @@ class Rule(StrictModel):
                 "console shows it "
                 "(arn:aws:secretsmanager:<region>:<account>:secret:ecr-pullthroughcache/<name>-<suffix>)"
             )
-        return value
-
-    @field_validator("custom_role_arn")
-    @classmethod
-    def _check_role(cls, value: str | None) -> str | None:
-        if value is not None and not ROLE_ARN_RE.fullmatch(value):
-            raise invalid(f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)")
         return value
 
     @model_validator(mode="after")

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from pydantic import Field, field_validator, model_validator
 
+from ecr_mirror import patterns
 from ecr_mirror.manifest.checks import Problem, StrictModel, invalid, quote_hint, raise_at
 from ecr_mirror.refs import tag_problem
 from ecr_mirror.versions import ANY_VARIANT, parse_range
@@ -94,8 +93,8 @@ class TagSelector(StrictModel):
         problems: list[Problem] = []
         for i, pattern in enumerate(value):
             try:
-                re.compile(pattern)
-            except re.error as exc:
+                patterns.compiled(pattern)
+            except patterns.PatternError as exc:
                 problems.append(((i,), f"{pattern!r} is not a valid regular expression: {exc}", pattern))
         raise_at("TagSelector", problems)
         return value
@@ -108,8 +107,8 @@ class TagSelector(StrictModel):
         if not value:
             raise invalid("is empty: omit variant to select tags without one")
         try:
-            re.compile(value)
-        except re.error as exc:
+            patterns.compiled(value)
+        except patterns.PatternError as exc:
             raise invalid(f"{value!r} is not a valid regular expression: {exc}") from None
         return value
 
@@ -131,12 +130,23 @@ class TagSelector(StrictModel):
             if value not in (None, False) and self.semver is None and self.latest is None:
                 message = f"applies to semver and latest only: add one of them or remove {key}"
                 problems.append(((key,), message, value))
-        for i, tag in enumerate(self.exact):
-            if hit := next((p for p in self.exclude if re.search(p, tag)), None):
-                message = f"exact tag {tag!r} is also excluded by {hit!r}: remove one of them"
-                problems.append((("exact", i), message, tag))
+        problems += self._excluded_exact_tags()
         raise_at("TagSelector", problems)
         return self
+
+    def _excluded_exact_tags(self) -> list[Problem]:
+        """Exact tags an exclude pattern drops too; a pattern that runs too long on one is refused."""
+        problems: list[Problem] = []
+        for i, tag in enumerate(self.exact):
+            for j, pattern in enumerate(self.exclude):
+                try:
+                    if patterns.search(pattern, tag):
+                        message = f"exact tag {tag!r} is also excluded by {pattern!r}: remove one of them"
+                        problems.append((("exact", i), message, tag))
+                        break
+                except patterns.PatternTimeout as exc:
+                    return [(("exclude", j), str(exc), pattern)]
+        return problems
 
     @property
     def needs_listing(self) -> bool:
