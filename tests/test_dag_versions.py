@@ -20,15 +20,15 @@ name: versioned
 schedule: "@daily"
 sla: {within: 2h}
 target: {region: eu-west-1}
-rules:
-  - prefix: versioned
-    upstream: docker-hub
-    credential_secret: ecr-pullthroughcache/docker-hub
 images:
   - image: nginx
     tags: [%s]
   - image: redis
     tags: {semver: "^7.4", variant: alpine, latest: 2}
+rules:
+  - prefix: versioned
+    upstream: docker-hub
+    credential_secret: ecr-pullthroughcache/docker-hub
 """
 
 

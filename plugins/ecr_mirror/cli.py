@@ -334,9 +334,7 @@ def _sync_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare and audit, pull and change nothing (the rules too): a dry-run trigger",
     )
     parser.add_argument("--force", action="store_true", help="pull even the tags that are up to date")
-    parser.add_argument(
-        "--retry-failed", metavar="RUN_ID", help="mirror only the tags that failed in that run"
-    )
+    parser.add_argument("--retry-failed", metavar="RUN_ID", help="only the tags that failed in that run")
     parser.add_argument(
         "--on-drift", choices=get_args(DriftPolicy), help="override the manifest's on_drift for this run"
     )
