@@ -5,6 +5,8 @@
   authentication and DAG permissions itself (``ecr_mirror.web.auth``);
 - a listener (ecr_mirror/listeners.py): when the scheduler starts a run, the ``ecr_mirror__*``
   pools its tasks use exist (missing ones are created with their configured slots);
+- a listener (ecr_mirror/run_notes.py): when a run ends, its note and record_audit's task note
+  say what the run did (counts, failed tags with their errors, stale tags with ECR's refresh time);
 - an api-server middleware (ecr_mirror/conf_guard.py): a trigger conf with a key the DAG's form
   does not have is refused with 400 when the run is created, naming the closest valid key.
 """
@@ -17,6 +19,7 @@ from airflow.configuration import conf
 from airflow.plugins_manager import AirflowPlugin
 
 from ecr_mirror import listeners as pool_listener
+from ecr_mirror import run_notes
 from ecr_mirror.conf_guard import ConfGuardMiddleware
 from ecr_mirror.web.app import MOUNT, app
 
@@ -27,7 +30,7 @@ _BASE = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/"
 
 class EcrMirrorPlugin(AirflowPlugin):
     name = "ecr_mirror"
-    listeners = [pool_listener]
+    listeners = [pool_listener, run_notes]
     fastapi_root_middlewares = [
         {"middleware": ConfGuardMiddleware, "args": [], "kwargs": {}, "name": "ecr-mirror trigger conf guard"}
     ]

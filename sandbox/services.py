@@ -45,6 +45,7 @@ class Sandbox:
                 "service_config": {
                     "ecr": {"endpoint_url": self.ecr_url},
                     "secretsmanager": {"endpoint_url": self.secrets_url},
+                    "sns": {"endpoint_url": self.secrets_url},  # moto: a manifest's notify targets
                 },
             },
         }

@@ -45,6 +45,10 @@ MANIFESTS = {
     "defaults: {retries: 0}\nrules:\n"
     + HUB_RULE.format(prefix="sched")
     + 'images:\n  - image: acme/stack\n    tags: ["1.0"]\n',
+    # its asset event triggers config/examples/downstream_scan.py (the note is checked too)
+    "monitoring": "name: monitoring\ntarget: {region: eu-west-1}\ndefaults: {retries: 0}\nrules:\n"
+    + HUB_RULE.format(prefix="stack-mon")
+    + 'images:\n  - image: acme/stack\n    tags: ["1.0", "gone"]\n',
     # its upstream's pool is deleted before it is triggered
     "pooled": "name: pooled\ntarget: {region: eu-west-1}\ndefaults: {retries: 0}\nrules:\n"
     + HUB_RULE.format(prefix="pooled")
@@ -62,6 +66,7 @@ with DAG("other_project", schedule=None, params={"size": Param(1, type="integer"
 
     noop()
 """
+DOWNSTREAM = "scan_after_mirror__monitoring"
 DAG_IDS = [f"ecr_mirror__{name.replace('-', '_')}" for name in MANIFESTS]
 
 
@@ -85,6 +90,7 @@ def stack(
     (home / "dags").mkdir()
     (home / "dags" / "ecr_mirror_dags.py").symlink_to(ROOT / "dags" / "ecr_mirror_dags.py")
     (home / "dags" / "other_project.py").write_text(OTHER_DAG)
+    (home / "dags" / "downstream_scan.py").symlink_to(ROOT / "config" / "examples" / "downstream_scan.py")
     running = create_stack(
         home,
         {
@@ -98,7 +104,7 @@ def stack(
     try:
         print(running.run("ecr-mirror-pools").stdout)
         running.start()
-        running.wait_for_dags([*DAG_IDS, "other_project"])
+        running.wait_for_dags([*DAG_IDS, "other_project", DOWNSTREAM])
         yield running
     finally:
         running.stop()
@@ -307,3 +313,29 @@ def test_a_conf_key_the_form_does_not_have_is_refused_naming_the_closest(stack):
     trigger(stack, dag_id, {"dry_run": True, "images": ["acme/*"]})
     assert _runs(stack, dag_id) == before + 1
     trigger(stack, "other_project", {"size": 2, "anything": "goes"})
+
+
+def test_the_scheduler_writes_the_runs_note_and_runs_the_downstream_dag_on_the_asset_event(
+    stack, shared_sandbox
+):
+    unpause(stack, DOWNSTREAM)
+    unpause(stack, "ecr_mirror__monitoring")
+    failed = trigger(stack, "ecr_mirror__monitoring")
+    run = stack.wait_for_run("ecr_mirror__monitoring", failed)
+    assert run["state"] == "failed"
+    assert run["note"].startswith("**failed**: 2 tags: 1 failed, 1 pulled")  # written by the scheduler
+    assert "- `docker.io/acme/stack:gone`: docker.io/acme/stack:gone was not found upstream" in run["note"]
+    assert _runs(stack, DOWNSTREAM) == 0  # a failed run emits no asset event
+
+    seed_image(shared_sandbox.upstreams[HUB], "acme/stack", "gone")  # upstream catches up
+    retry = trigger(stack, "ecr_mirror__monitoring", {"retry_failed": failed})
+    run = stack.wait_for_run("ecr_mirror__monitoring", retry)
+    assert run["state"] == "success"
+    assert run["note"].startswith("**success**: 1 tags: 1 pulled")  # only the failed tag
+
+    def downstream() -> list[dict[str, object]] | None:
+        return stack.api("GET", f"/dags/{DOWNSTREAM}/dagRuns").json()["dag_runs"] or None
+
+    (scan,) = wait_for("a run of the downstream DAG", downstream, timeout=120)
+    assert scan["run_type"] == "asset_triggered"
+    assert stack.wait_for_run(DOWNSTREAM, str(scan["dag_run_id"]))["state"] == "success"

@@ -91,7 +91,7 @@ def aware(value: object) -> object:
 def test_head_names_the_newest_revision():
     scripts = ScriptDirectory.from_config(audit_migrations.config())
     assert scripts.get_current_head() == HEAD
-    assert [s.revision for s in scripts.walk_revisions()] == ["0005", "0004", "0003", "0002", "0001"]
+    assert [s.revision for s in scripts.walk_revisions()] == ["0006", "0005", "0004", "0003", "0002", "0001"]
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -164,11 +164,11 @@ def test_runs_as_a_table_and_as_csv(sqlite_url, capsys):
     lines = out.splitlines()
     assert lines[0].split() == [
         "dag", "id", "run", "id", "status", "started", "(UTC)", "finished", "(UTC)", "tags", "type",
-        "triggered", "by",
+        "triggered", "by", "manifest", "sha256",
     ]  # fmt: skip
     assert lines[2].split() == [
         BASE, "scheduled__2", "failed", "2025-03-03", "05:55:00", "2025-03-03", "06:00:00",
-        "2", "failed,", "1", "ok", "manual", "(dry", "run)", "alice",
+        "2", "failed,", "1", "ok", "manual", "(dry", "run)", "alice", "ab" * 6,
     ]  # fmt: skip
     assert len(lines) == 5 and code == 1
 

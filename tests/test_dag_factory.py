@@ -138,7 +138,15 @@ def test_task_layout_retries_pools_timeouts_and_schedule(tmp_path):
     assert pull.retries == 2 and pull.retry_exponential_backoff and pull.retry_delay == timedelta(seconds=30)
     assert pull.pool == "ecr_mirror__registry_1_docker_io"
     assert pull.execution_timeout == timedelta(hours=1)
-    assert set(dag.params) == {"images", "extra_tags", "dry_run", "force", "on_drift", "warm_layers"}
+    assert set(dag.params) == {
+        "images",
+        "extra_tags",
+        "dry_run",
+        "force",
+        "on_drift",
+        "warm_layers",
+        "retry_failed",
+    }
     assert dag.deadline is None  # no sla in this manifest
 
 

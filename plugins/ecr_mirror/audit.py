@@ -93,6 +93,7 @@ run_rows = sa.Table(
     sa.Column("dry_run", sa.Boolean),
     sa.Column("triggered_by", sa.String(250)),
     sa.Column("run_type", sa.String(32)),  # scheduled, manual, backfill, cli
+    sa.Column("dag_version", sa.String(64)),  # the Airflow DAG version's id the run used
     sa.Index("ix_ecr_mirror_run_dag_finished", "dag_id", "finished_at"),
 )
 
@@ -175,6 +176,15 @@ class RunSummary:
     counts: dict[str, int]
     note: str | None = None
     finished_at: datetime = field(default_factory=utcnow)
+    # provenance (provenance.py): what the run was asked to do, from which manifest, by whom
+    started_at: datetime | None = None
+    manifest_hash: str | None = None
+    manifest_path: str | None = None
+    conf: str | None = None  # JSON
+    dry_run: bool | None = None
+    triggered_by: str | None = None
+    run_type: str | None = None
+    dag_version: str | None = None
 
     @classmethod
     def of(cls, run_id: str, dag_id: str, manifest: str, records: Sequence[AuditRecord]) -> RunSummary:
@@ -232,6 +242,7 @@ def _summary(row: RowMapping) -> RunSummary:
         status=RunStatus(values["status"]),
         counts=json.loads(values["counts"]),
         finished_at=_aware(values["finished_at"]),
+        started_at=None if values["started_at"] is None else _aware(values["started_at"]),
     )
     return RunSummary(**values)
 
@@ -371,11 +382,15 @@ class AuditStore:
         row = {**asdict(summary), "counts": json.dumps(summary.counts)}
         self._upsert(run_rows, [row], ("run_id", "dag_id"))
 
-    def summaries(self, *, dag_id: str | None = None, limit: int = 20) -> list[RunSummary]:
+    def summaries(
+        self, *, dag_id: str | None = None, run_id: str | None = None, limit: int = 20
+    ) -> list[RunSummary]:
         columns = (run_rows.c[name] for name in _SUMMARY_FIELDS)
         query = sa.select(*columns).order_by(run_rows.c.finished_at.desc()).limit(limit)
         if dag_id:
             query = query.where(run_rows.c.dag_id == dag_id)
+        if run_id:
+            query = query.where(run_rows.c.run_id == run_id)
         return self._read(query, _summary)
 
     def write_sla_miss(self, miss: SlaMiss) -> None:

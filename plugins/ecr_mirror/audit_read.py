@@ -41,6 +41,8 @@ class RunView:
     triggered_by: str | None = None
     manifest_hash: str | None = None
     manifest_path: str | None = None
+    #: the Airflow DAG version's id the run used
+    dag_version: str | None = None
     #: the trigger conf (parsed from its JSON)
     conf: Any = None
 

@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, get_args
 
 from ecr_mirror import cli_format as fmt
+from ecr_mirror import cli_run_tables as run_tables
 from ecr_mirror.cli_logging import configure_logging, load_airflow
 from ecr_mirror.states import DriftPolicy
 
 if TYPE_CHECKING:
-    from ecr_mirror.audit import AuditRecord
     from ecr_mirror.manifest import Manifest, ManifestError
     from ecr_mirror.mirror import Mirror, RunInfo, RunOptions
     from ecr_mirror.rules import RuleCheck
@@ -110,24 +110,13 @@ def _options(args: argparse.Namespace, manifest: Manifest) -> RunOptions | None:
             force=getattr(args, "force", False),
             on_drift=getattr(args, "on_drift", None),
             warm_layers=getattr(args, "warm_layers", None),
+            retry_failed=getattr(args, "retry_failed", None),
         )
         wanted_images(manifest, options.images)
     except (SelectionError, ValueError) as exc:
         print(f"{manifest.name}: {exc}", file=sys.stderr)
         return None
     return options
-
-
-def _rule_rows(checks: Sequence[RuleCheck]) -> list[list[str]]:
-    return [
-        [
-            check.prefix,
-            check.action,
-            "-" if check.valid is None else ("valid" if check.valid else "invalid"),
-            "; ".join([*check.changes, *(f"warning: {w}" for w in check.warnings)]) or "-",
-        ]
-        for check in checks
-    ]
 
 
 def _plan(args: argparse.Namespace) -> int:
@@ -200,7 +189,7 @@ def _print_plan(
     counts: dict[str, int],
 ) -> None:
     if checks:
-        print(fmt.table(_rule_rows(checks), ["rule", "action", "ecr says", "changes"]))
+        print(run_tables.rules_table(checks))
         print()
     if rules_error is not None:
         print(f"rules: {rules_error}\n")
@@ -224,16 +213,19 @@ def _sync(args: argparse.Namespace) -> int:
 
     from ecr_mirror.audit_writes import AuditWriteError
     from ecr_mirror.mirror import RunInfo, open_mirror
+    from ecr_mirror.provenance import for_cli
     from ecr_mirror.rules import RuleError, ensure_rules
     from ecr_mirror.run_closing import running
     from ecr_mirror.states import RunStatus
+    from ecr_mirror.tags import SelectionError
 
     manifest = _load(args.manifest)
     options = None if manifest is None else _options(args, manifest)
     if manifest is None or options is None:
         return EXIT_BAD_INPUT
     load_airflow(args.verbose)
-    run = RunInfo(f"cli__{datetime.now(UTC).isoformat()}", manifest.dag_id, manifest.name)
+    started = datetime.now(UTC)
+    run = RunInfo(f"cli__{started.isoformat()}", manifest.dag_id, manifest.name)
     with open_mirror(manifest) as mirror, running(run.run_id):
         # the same steps as a DAG run (and a dry-run trigger's, with --dry-run)
         try:
@@ -244,8 +236,9 @@ def _sync(args: argparse.Namespace) -> int:
             )
             tags = _sync_tags(mirror, run, options, args.json)
             note = "; ".join(warning for check in checks for warning in check.warnings) or None
-            summary, records = mirror.finish(run, tags, note=note)
-        except RuleError as exc:
+            origin = for_cli(Path(args.manifest), options.to_dict(), started)
+            summary, records = mirror.finish(run, tags, note=note, provenance=origin)
+        except (RuleError, SelectionError) as exc:  # SelectionError: --retry-failed of no such run
             print(f"{manifest.name}: {exc}", file=sys.stderr)
             return EXIT_BAD_INPUT
         except AuditWriteError as exc:  # nothing more is pulled: each pulled tag has its row
@@ -264,9 +257,9 @@ def _sync(args: argparse.Namespace) -> int:
         print(json.dumps(result, default=str, indent=2))
     else:
         if any(check.changes or check.warnings for check in checks):
-            print(fmt.table(_rule_rows(checks), ["rule", "action", "ecr says", "changes"]) + "\n")
+            print(run_tables.rules_table(checks) + "\n")
         print(f"run {run.run_id} of {run.dag_id}" + (" (dry run)" if options.dry_run else ""))
-        print(_audit_table(records))
+        print(run_tables.records_table(records))
         print(f"\n{summary.status}: " + ", ".join(f"{n} {s}" for s, n in summary.counts.items()))
     return EXIT_FAILED if summary.status is RunStatus.FAILED else EXIT_OK
 
@@ -293,22 +286,6 @@ def _sync_tags(mirror: Mirror, run: RunInfo, options: RunOptions, json_output: b
             with ThreadPoolExecutor(max_workers=len(shards), thread_name_prefix="shard") as pool:
                 list(pool.map(one, shards))
     return tags
-
-
-def _audit_table(records: Sequence[AuditRecord]) -> str:
-    rows = [
-        [
-            fmt.name(r.image, r.tag),
-            r.ecr_repository,
-            r.action,
-            r.status,
-            fmt.short(r.upstream_digest),
-            fmt.short(r.cached_digest_after),
-            r.error or "",
-        ]
-        for r in records
-    ]
-    return fmt.table(rows, ["image", "ecr repository", "action", "status", "upstream", "ecr after", "error"])
 
 
 # -- the parser --------------------------------------------------------------------------------------
@@ -338,6 +315,7 @@ def _sync_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare and audit, pull and change nothing (the rules too): a dry-run trigger",
     )
     parser.add_argument("--force", action="store_true", help="pull even the tags that are up to date")
+    parser.add_argument("--retry-failed", metavar="RUN_ID", help="only the tags that failed in that run")
     parser.add_argument(
         "--on-drift", choices=get_args(DriftPolicy), help="override the manifest's on_drift for this run"
     )

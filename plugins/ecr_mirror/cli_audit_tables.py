@@ -33,6 +33,7 @@ def runs_table(runs: Sequence[RunView]) -> str:
             counts(r.counts),
             run_type(r),
             r.triggered_by or "-",
+            (r.manifest_hash or "-")[:12],
         ]
         for r in runs
     ]
@@ -45,6 +46,7 @@ def runs_table(runs: Sequence[RunView]) -> str:
         "tags",
         "type",
         "triggered by",
+        "manifest sha256",
     ]
     return fmt.table(rows, headers, wrap_last=False)
 

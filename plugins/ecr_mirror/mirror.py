@@ -23,9 +23,11 @@ from ecr_mirror.parallel import map_values
 from ecr_mirror.plan import PlanItem, make_plan
 from ecr_mirror.platforms import check_held_platforms
 from ecr_mirror.protocols import MirrorTarget, UpstreamRegistries
+from ecr_mirror.provenance import Provenance
 from ecr_mirror.pull import Puller
 from ecr_mirror.pull_outcome import Outcome
 from ecr_mirror.refs import ImageRef, tag_problem
+from ecr_mirror.retry import failed_in, keep_failed
 from ecr_mirror.run_closing import close_interrupted, register
 from ecr_mirror.settings import get_settings
 from ecr_mirror.states import Action, DriftPolicy, ErrorKind, RunStatus, Status
@@ -53,6 +55,8 @@ class RunOptions:
     force: bool = False
     on_drift: DriftPolicy | None = None
     warm_layers: bool | None = None
+    #: a run id of the same DAG: mirror only the tags that failed in it (retry.py)
+    retry_failed: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,7 +157,8 @@ class Mirror:
 
         An image whose tag list cannot be read, whose selector matches nothing or whose pinned tag
         moved yields no tag; with `run`, each gets one failed audit row, which fails the run. An
-        image glob that matches no image raises tags.SelectionError (the run fails with it).
+        image glob that matches no image raises tags.SelectionError (the run fails with it), and so
+        does a ``retry_failed`` run that the audit does not know or in which nothing failed.
         Upstream tag lists are read only for images whose selector has a filter, one listing per
         image, `concurrency` at a time; pinned tags are checked with one HEAD each.
         """
@@ -165,6 +170,8 @@ class Mirror:
         selection = select_tags(manifest, listings, wanted)
         self._drop_moved_pins(selection)
         self._add_extra_tags(selection, wanted, options.extra_tags)
+        if options.retry_failed:
+            keep_failed(selection, failed_in(self.store, manifest.dag_id, options.retry_failed))
         if run is not None and selection.unresolved:
             self.store.write([_unresolved_record(run, item) for item in selection.unresolved])
         return selection
@@ -330,7 +337,12 @@ class Mirror:
         return self.pull(self.compare(tags, options, on_compared), run, options)
 
     def finish(
-        self, run: RunInfo, tags: Sequence[TagRef], note: str | None = None, failed: bool = False
+        self,
+        run: RunInfo,
+        tags: Sequence[TagRef],
+        note: str | None = None,
+        failed: bool = False,
+        provenance: Provenance | None = None,
     ) -> tuple[RunSummary, list[AuditRecord]]:
         """Give every tag without a row a failed row, write the run summary, and return it with
         every row of the run (``note``: what the run warns about, e.g. a template that makes tags
@@ -348,6 +360,8 @@ class Mirror:
         summary.note = note
         if failed:
             summary.status = RunStatus.FAILED
+        if provenance is not None:
+            provenance.apply(summary)
         self.store.write_summary(summary)
         prune_expired(self.store, run.dag_id)  # ECR_MIRROR_AUDIT_RETENTION_DAYS, when set
         return summary, records + lost_records

@@ -46,6 +46,14 @@ def run_params() -> dict[str, Param]:
             title="On drift",
             description="Override the manifest's on_drift for this run (empty: the manifest's)",
         ),
+        "retry_failed": Param(
+            None,
+            type=["null", "string"],
+            minLength=1,
+            title="Retry failed tags of run",
+            description="A run id of this DAG (see its audit): mirror only the tags that failed in "
+            "that run; empty: the whole selection",
+        ),
         "warm_layers": Param(
             None,
             type=["null", "boolean"],

@@ -15,6 +15,7 @@ Every time here is ECR's: the ``Date`` of its answers, so a skewed worker clock 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,8 +26,19 @@ REFRESH_WINDOW = timedelta(hours=24)
 _FACTS = "docs/ecr-facts.md, Refresh"
 
 
+_WHEN_FORMAT = "%Y-%m-%d %H:%M UTC"
+#: the refresh time in a stale row's note: the first "after <time>" the notes below write
+_DUE_IN_NOTE = re.compile(r"after (\d{4}-\d\d-\d\d \d\d:\d\d UTC)")
+
+
 def _when(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    return moment.strftime(_WHEN_FORMAT)
+
+
+def refresh_time(note: str | None) -> str | None:
+    """When ECR will refresh a stale tag, as its audit note says (e.g. "2026-01-02 10:00 UTC")."""
+    found = _DUE_IN_NOTE.search(note or "")
+    return found.group(1) if found else None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The scheduler notices that a run was still going ``sla.within`` after it was queued and hands
 ``on_sla_miss`` to the triggerer, which imports it from this package (the plugins folder is on every
 component's ``sys.path``). The callback records the miss in the audit (``ecr_mirror_sla_miss``, one
-row per run) and notifies: always the log, and every SNS topic the manifest lists.
+row per run) and notifies: always the log, every SNS topic ``sla.notify`` lists, and every
+``notify`` target that wants ``sla_miss`` (notify.py), naming the tags that failed so far.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from airflow.sdk.definitions.callback import AsyncCallback
 from airflow.sdk.definitions.deadline import DeadlineAlert, DeadlineReference
 
 from ecr_mirror.audit import AuditStore, SlaMiss
-from ecr_mirror.manifest import Manifest
+from ecr_mirror.manifest import Manifest, NotifyTarget
 from ecr_mirror.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -38,15 +39,28 @@ def deadline_alert(manifest: Manifest) -> DeadlineAlert | None:
                 "within_seconds": int(manifest.sla.within.total_seconds()),
                 "notify": list(manifest.sla.notify),
                 "aws_conn_id": manifest.target.aws_conn_id,
+                "targets": [t.model_dump() for t in manifest.notify if "sla_miss" in t.events],
             },
         ),
     )
 
 
 def _publish(topic_arn: str, message: str, aws_conn_id: str) -> None:
-    from airflow.providers.amazon.aws.hooks.sns import SnsHook
+    from airflow.providers.amazon.aws.notifications.sns import SnsNotifier
 
-    SnsHook(aws_conn_id=aws_conn_id).publish_to_target(topic_arn, message, subject="ecr-mirror SLA missed")
+    SnsNotifier(
+        aws_conn_id=aws_conn_id, target_arn=topic_arn, message=message, subject="ecr-mirror SLA missed"
+    ).notify({})
+
+
+def _failed_so_far(dag_id: str, run_id: str) -> str:
+    """The tags of the run that failed before the deadline, one line each ("" if none)."""
+    store = AuditStore(get_settings().resolved_audit_url())
+    try:
+        failed = [r for r in store.records(dag_id=dag_id, run_id=run_id) if r.status == "failed"]
+    finally:
+        store.engine.dispose()
+    return "".join(f"\n{r.image}:{r.tag}: {r.error}" for r in failed)
 
 
 def _deadline_time(value: object) -> datetime | None:
@@ -62,6 +76,7 @@ async def on_sla_miss(
     within_seconds: int,
     notify: list[str],
     aws_conn_id: str,
+    targets: list[dict[str, Any]] | None = None,
     context: dict[str, Any] | None = None,
     **_: Any,
 ) -> None:
@@ -75,6 +90,9 @@ async def on_sla_miss(
         f"was not done {within_seconds} s after it was queued"
     )
     log.warning(message)
+    failed = await asyncio.to_thread(_failed_so_far, dag_id, run_id)
+    if failed:
+        message += f"\n\nTags failed so far:{failed}"
     told = []
     for target in notify:
         if target == "log":
@@ -86,6 +104,12 @@ async def on_sla_miss(
         except Exception as exc:  # a failed notification must not lose the record
             log.exception("SNS notification to %s failed", target)
             told.append(f"{target}: failed: {exc}")
+    if targets:
+        from ecr_mirror.notify import send
+
+        wanted = [NotifyTarget.model_validate(target) for target in targets]
+        subject = f"ecr-mirror {manifest}: SLA missed"
+        told += await asyncio.to_thread(send, wanted, aws_conn_id, subject, message, context)
     miss = SlaMiss(run_id, dag_id, manifest, within_seconds, deadline_at, "; ".join(told))
     await asyncio.to_thread(_record, miss)
 

@@ -19,9 +19,11 @@ from ecr_mirror.audit import AuditRecord
 from ecr_mirror.manifest import Manifest
 from ecr_mirror.mirror import RunInfo, RunOptions, open_mirror
 from ecr_mirror.pools import pool_slots, slug, upstream_hosts
+from ecr_mirror.provenance import Provenance
 from ecr_mirror.prune import build_report
 from ecr_mirror.rules import ensure_rules as reconcile_rules
 from ecr_mirror.run_closing import AIRFLOW
+from ecr_mirror.run_report import RunReport
 from ecr_mirror.shards import MAX_TASKS_PER_HOST, shards_for
 from ecr_mirror.sources import RunSource
 from ecr_mirror.states import ErrorKind, Status
@@ -41,7 +43,12 @@ Lanes = dict[str, tuple[str, int]]
 
 
 class RunFailed(Exception):
-    """The run failed: some tag failed, or the run never had its tags. The message says which."""
+    """The run failed: some tag failed, or the run never had its tags. The message says which;
+    ``report`` is the closed run's (record_audit), for its note."""
+
+    def __init__(self, message: str, report: RunReport | None = None) -> None:
+        super().__init__(message)
+        self.report = report
 
 
 class RetryableFailure(Exception):
@@ -160,9 +167,12 @@ def record_audit(
     run: RunInfo,
     checks: list[dict[str, Any]] | None,
     resolved: Mapping[str, Any] | None,
-) -> dict[str, Any]:
+    link: str | None = None,
+    provenance: Provenance | None = None,
+) -> tuple[dict[str, Any], RunReport]:
     """Close the run: a failed row for every tag without one, the summary (with the rules'
-    warnings), and RunFailed when any tag failed or the run never had its tags.
+    warnings), and RunFailed when any tag failed or the run never had its tags. Returns the
+    task's XCom and the run's report (its note, with ``link`` to the audit view's page).
 
     ``checks`` and ``resolved`` are ensure_rules' and resolve_tags' XComs, None when those failed.
     """
@@ -176,15 +186,18 @@ def record_audit(
     if resolved is None:
         notes.append(NOT_RESOLVED)
     with open_mirror(manifest) as mirror:
-        summary, records = mirror.finish(run, tags, note="; ".join(notes) or None, failed=resolved is None)
+        summary, records = mirror.finish(
+            run, tags, note="; ".join(notes) or None, failed=resolved is None, provenance=provenance
+        )
+    report = RunReport(summary, records, link)
     failed = [r for r in records if r.status is Status.FAILED]
     log.info("run %s: %d tags, %s", run.run_id, summary.total, summary.counts)
     if resolved is None:
-        raise RunFailed(NOT_RESOLVED)
+        raise RunFailed(NOT_RESOLVED, report)
     if failed:
         shown = "; ".join(f"{r.image}:{r.tag}: {r.error}" for r in failed[:FAILURES_SHOWN])
-        raise RunFailed(f"{len(failed)} of {summary.total} tags failed: {shown}")
-    return {"total": summary.total, "counts": summary.counts}
+        raise RunFailed(f"{len(failed)} of {summary.total} tags failed: {shown}", report)
+    return {"total": summary.total, "counts": summary.counts}, report
 
 
 def prune_report(manifest: Manifest) -> dict[str, int]:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 #: the newest revision, the schema ``audit.metadata`` describes (a test keeps it equal to the
 #: newest file under versions/). Written here so that a process whose database is current never
 #: imports Alembic, which takes half a second: Alembic is imported only to upgrade.
-HEAD = "0005"
+HEAD = "0006"
 
 #: not Alembic's default ``alembic_version``: the audit may share a database with Airflow, whose
 #: own migrations keep that table

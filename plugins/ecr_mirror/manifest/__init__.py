@@ -21,7 +21,8 @@ from ecr_mirror.manifest.loader import (
     manifest_files,
     read_document,
 )
-from ecr_mirror.manifest.model import Defaults, ImageSettings, ImageSpec, Manifest, Sla, Target
+from ecr_mirror.manifest.model import Assets, Defaults, ImageSettings, ImageSpec, Manifest, Sla, Target
+from ecr_mirror.manifest.notify import ALL_EVENTS, NotifyEvent, NotifyTarget
 from ecr_mirror.manifest.routing import SECRET_REQUIRED, PolicySource, Rule, TagMutability, TemplateSpec
 from ecr_mirror.manifest.schema import manifest_json_schema
 from ecr_mirror.manifest.selector import TagSelector
@@ -29,9 +30,11 @@ from ecr_mirror.manifest.supply import ArtifactsSpec, IdentitySpec, KeylessSpec,
 from ecr_mirror.states import DriftPolicy
 
 __all__ = [
+    "ALL_EVENTS",
     "PTC_UNAVAILABLE_REGIONS",
     "SECRET_REQUIRED",
     "ArtifactsSpec",
+    "Assets",
     "Defaults",
     "Document",
     "DriftPolicy",
@@ -44,6 +47,8 @@ __all__ = [
     "KeylessSpec",
     "Manifest",
     "ManifestError",
+    "NotifyEvent",
+    "NotifyTarget",
     "Platforms",
     "PolicySource",
     "PruneSpec",

@@ -24,6 +24,7 @@ from ecr_mirror.manifest.checks import (
     quote_hint,
     raise_at,
 )
+from ecr_mirror.manifest.notify import NotifyTarget
 from ecr_mirror.manifest.routing import Rule, cache_repository, rule_for, rule_problems, secret_problems
 from ecr_mirror.manifest.selector import TagSelector
 from ecr_mirror.manifest.supply import ArtifactsSpec, PruneSpec, VerifySpec
@@ -177,6 +178,12 @@ class Sla(StrictModel):
         return value
 
 
+class Assets(StrictModel):
+    """The Airflow assets a run updates: always the manifest's; with ``images``, one per image too."""
+
+    images: bool = Field(default=False, description="an asset event per image as well")
+
+
 class Manifest(StrictModel):
     """One manifest file: the images a team depends on, the target registry and the rules they need."""
 
@@ -190,6 +197,10 @@ class Manifest(StrictModel):
     prune: PruneSpec = Field(default_factory=PruneSpec)
     rules: list[Rule]
     images: list[ImageSpec]
+    #: who hears about failed runs, drift and SLA misses (ecr_mirror/notify.py)
+    notify: list[NotifyTarget] = Field(default=[])
+    #: the asset events each run emits, for downstream DAGs (ecr_mirror/assets.py)
+    assets: Assets = Field(default_factory=Assets)
 
     @field_validator("name")
     @classmethod

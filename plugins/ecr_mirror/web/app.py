@@ -101,7 +101,9 @@ def _link(context: Any, name: str, query: dict[str, Any] | None = None, **params
 
 templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.filters.update(short=_short, size=_size, when=_when)
-templates.env.globals.update(link=_link, statuses=queries.STATUSES, last_choices=list(LAST))
+templates.env.globals.update(
+    link=_link, statuses=queries.STATUSES, last_choices=list(LAST), provenance_labels=queries.PROVENANCE
+)
 
 app = FastAPI(title="ecr-mirror audit", docs_url=None, redoc_url=None, openapi_url=None)
 app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")

@@ -88,6 +88,20 @@ class RunOverview:
     #: the run summary's status (``success``/``failed``); None while no summary is written
     status: str | None = None
     note: str | None = None
+    #: what the run was asked to do and from which manifest (provenance.py), once summarised
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+#: the summary's provenance columns the run page shows, with their labels
+PROVENANCE = {
+    "run_type": "Type",
+    "triggered_by": "Triggered by",
+    "dry_run": "Dry run",
+    "conf": "Trigger conf",
+    "manifest_path": "Manifest file",
+    "manifest_hash": "Manifest sha256",
+    "dag_version": "DAG version",
+}
 
 
 @dataclass
@@ -227,7 +241,8 @@ def _ordered(statuses: Iterable[str]) -> list[str]:
 def _attach_summaries(conn: sa.Connection, runs: dict[tuple[str, str], RunOverview]) -> None:
     if not runs:
         return
-    query = sa.select(run_rows.c.dag_id, run_rows.c.run_id, run_rows.c.status, run_rows.c.note).where(
+    columns = [run_rows.c[name] for name in ("dag_id", "run_id", "status", "note", *PROVENANCE)]
+    query = sa.select(*columns).where(
         run_rows.c.dag_id.in_(sorted({d for d, _ in runs})),
         run_rows.c.run_id.in_(sorted({r for _, r in runs})),
     )
@@ -235,6 +250,7 @@ def _attach_summaries(conn: sa.Connection, runs: dict[tuple[str, str], RunOvervi
         run = runs.get((row["dag_id"], row["run_id"]))
         if run is not None:
             run.status, run.note = row["status"], row["note"]
+            run.provenance = {name: row[name] for name in PROVENANCE if row[name] is not None}
 
 
 def run_overview(conn: sa.Connection, dag_id: str, run_id: str) -> RunOverview | None:
