@@ -102,6 +102,28 @@ def test_drift_is_notified_to_the_targets_that_want_it_and_a_quiet_run_to_nobody
     assert "docker.io/library/alpine:3.21: drift_reported" in notification["Message"]
 
 
+@pytest.mark.slow
+def test_the_owners_of_a_manifest_that_does_not_load_hear_that_its_runs_fail(
+    airflow_db, sandbox, sandbox_env
+):
+    """The broken manifest keeps its DAG and its run fails (docs/operations.md); its valid
+    ``notify`` targets are told, with the file, line and field to fix."""
+    from ecr_mirror.dag_factory import invalid_dag
+
+    topic, queue = topic_queue(sandbox, "mirror-broken")
+    path = write(sandbox_env, "notifybroken", f"  - sns: {topic}\n    events: [failed]", "  - image: busybox")
+    path.write_text(path.read_text().replace("batch_size: 2", "batch_size: two"))
+    with pytest.raises(ManifestError) as error:
+        load_manifest(path)
+
+    dag_run = invalid_dag(error.value).test()
+
+    assert dag_run.state == "failed"
+    (notification,) = received(sandbox, queue)
+    assert notification["Subject"].startswith("ecr-mirror ecr_mirror__e2e_notifybroken: run ")
+    assert f"{path}:4: defaults.batch_size: must be a whole number (got 'two')" in notification["Message"]
+
+
 def test_an_sla_miss_is_sent_to_the_notify_targets_with_the_tags_failed_so_far(sandbox, sandbox_env):
     from ecr_mirror.audit import AuditRecord, AuditStore
     from ecr_mirror.states import Action, Status

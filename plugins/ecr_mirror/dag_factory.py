@@ -231,6 +231,7 @@ def invalid_dag(error: ManifestError) -> DAG:
         default_args={"retries": 0},
         tags=["ecr-mirror", "invalid"],
         doc_md=f"Manifest `{error.path}` does not load:\n\n```\n{message}\n```",
+        on_failure_callback=notify.ManifestErrorNotifier(error, identity) if identity else None,
     ) as dag:
 
         @task(retries=0)

@@ -26,7 +26,7 @@ from typing import Any
 from airflow.sdk import BaseNotifier
 
 from ecr_mirror.audit import AuditStore
-from ecr_mirror.manifest import Manifest, NotifyEvent, NotifyTarget
+from ecr_mirror.manifest import Identity, Manifest, ManifestError, NotifyEvent, NotifyTarget
 from ecr_mirror.run_notes import audit_link
 from ecr_mirror.run_report import RunReport, load_report
 from ecr_mirror.settings import get_settings
@@ -132,6 +132,28 @@ class RunNotifier(BaseNotifier):
             message = f"{subject} before its audit was closed: see its task logs"
         told = send(targets, self.manifest.target.aws_conn_id, subject, message, context)
         log.info("run %s of %s: notified %s", run_id, self.manifest.dag_id, "; ".join(told))
+
+
+class ManifestErrorNotifier(BaseNotifier):
+    """The failure callback of a manifest that does not load (dag_factory.invalid_dag): tells the
+    ``notify`` targets its raw YAML still gives, that want ``failed``, why the run failed."""
+
+    template_fields = ()
+
+    def __init__(self, error: ManifestError, identity: Identity) -> None:
+        super().__init__()
+        self.path, self.message, self.identity = error.path, str(error), identity
+
+    def render_template_fields(self, context: Any, jinja_env: Any = None) -> None:
+        """Nothing to render: ``{{`` in a manifest error stays as it is (see RunNotifier)."""
+
+    def notify(self, context: Any) -> None:
+        targets = wanting(self.identity.notify, {"failed"})
+        run_id = str(context.get("run_id") or context["dag_run"].run_id)
+        subject = f"ecr-mirror {self.identity.dag_id}: run {run_id} failed, {self.path.name} does not load"
+        message = f"{subject}: nothing was mirrored. Fix the manifest:\n{self.message}"
+        told = send(targets, self.identity.aws_conn_id, subject, message, context)
+        log.info("run %s of %s: notified %s", run_id, self.identity.dag_id, "; ".join(told))
 
 
 def callbacks(manifest: Manifest) -> dict[str, Any]:

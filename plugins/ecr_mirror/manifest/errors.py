@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ecr_mirror.manifest.notify import NotifyTarget
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,10 @@ class Identity:
 
     dag_id: str
     schedule: str | None
+    #: the ``notify`` entries that are valid on their own, told (``failed``) when a run fails
+    notify: tuple[NotifyTarget, ...] = ()
+    #: ``target.aws_conn_id`` when the raw YAML gives one (the SNS targets' connection)
+    aws_conn_id: str = "aws_default"
 
 
 class ManifestError(Exception):

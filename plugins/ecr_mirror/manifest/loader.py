@@ -34,6 +34,7 @@ from ecr_mirror.manifest.limits import (
     too_deep,
 )
 from ecr_mirror.manifest.model import IMAGE_LINES, Manifest
+from ecr_mirror.manifest.notify import NotifyTarget
 from ecr_mirror.manifest.supply import MANIFEST_DIR
 
 M = TypeVar("M", bound=BaseModel)
@@ -78,7 +79,14 @@ class Document:
         name, schedule = self.data.get("name"), self.data.get("schedule")
         if not (isinstance(name, str) and NAME_RE.fullmatch(name)) or not isinstance(schedule, str | None):
             return None
-        return Identity("ecr_mirror__" + name.replace("-", "_"), schedule)
+        target = self.data.get("target")
+        conn = target.get("aws_conn_id") if isinstance(target, dict) else None
+        return Identity(
+            "ecr_mirror__" + name.replace("-", "_"),
+            schedule,
+            notify=_valid_targets(self.data.get("notify")),
+            aws_conn_id=conn if isinstance(conn, str) and conn else "aws_default",
+        )
 
 
 def read_document(path: Path, expected: str = MANIFEST_KEYS) -> Document:
@@ -270,3 +278,17 @@ def _strip_optional(annotation: Any) -> Any:
         if len(args) == 1:
             return args[0]
     return annotation
+
+
+def _valid_targets(raw: object) -> tuple[NotifyTarget, ...]:
+    """The ``notify`` entries of a file that does not load that are valid on their own: its
+    owners still hear that its runs fail."""
+    if not isinstance(raw, list):
+        return ()
+    targets = []
+    for entry in raw:
+        try:
+            targets.append(NotifyTarget.model_validate(entry))
+        except ValidationError:
+            continue  # the file's error list names it
+    return tuple(targets)
