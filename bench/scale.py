@@ -189,6 +189,9 @@ def measure_size(n: int, args: argparse.Namespace, work: Path, sandbox: Any) -> 
         return wall, rss, task_instances(home, "ecr_mirror__scale")
 
     rows.append(counted("airflow dags test, no change", n, engine, dag_run, 1, pages))
+    if args.profile:
+        profile(f"sync-{n}", [str(BIN / "ecr-mirror"), *sync[1:]], env, log, args.profile)
+        profile(f"dags-test-{n}", [str(BIN / "airflow"), *dags_test[1:]], env, log, args.profile)
     if n > args.skopeo_max_tags:
         print(f"{n} tags: skopeo sync skipped (--skopeo-max-tags {args.skopeo_max_tags})")
         return rows
@@ -212,6 +215,18 @@ def measure_size(n: int, args: argparse.Namespace, work: Path, sandbox: Any) -> 
     hub.close()
     ecr.close()
     return rows
+
+
+def profile(name: str, command: list[str], env: dict[str, str], log: Path, folder: Path) -> None:
+    """One more no-change run of ``command`` under cProfile: writes ``<folder>/<name>.prof`` and
+    prints where its time goes (the 25 entries of most cumulative time)."""
+    import pstats
+
+    folder.mkdir(parents=True, exist_ok=True)
+    out = folder / f"{name}.prof"
+    wall, _ = timed([sys.executable, "-m", "cProfile", "-o", str(out), *command], env, log)
+    print(f"\n{name}: {wall:.1f} s under cProfile, by cumulative time ({out}):")
+    pstats.Stats(str(out)).sort_stats("cumulative").print_stats(25)
 
 
 def limit_s(n: int, pages: int, delay_ms: float) -> float:
@@ -258,6 +273,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slots", type=int, default=8, help="ECR_MIRROR_POOL_SLOTS (default 8)")
     parser.add_argument("--skopeo-max-tags", type=int, default=10000, help="skip skopeo above this size")
     parser.add_argument("--json", type=Path, default=Path("bench-scale.json"), help="where the JSON goes")
+    parser.add_argument(
+        "--profile", type=Path, help="also profile a no-change sync and dags test (cProfile) into this folder"
+    )
     args = parser.parse_args(argv)
     work = bench_workdir(
         parser,

@@ -39,6 +39,25 @@ def setup(sandbox, folder: Path, name: str) -> Path:
     return hub_manifest(folder, f"survive-{name}", name, ["1", "2", "3"], "{batch_size: 1, concurrency: 2}")
 
 
+def setup_two_shards(sandbox, folder: Path, name: str) -> Path:
+    """Tag 1 in ``acme/<name>``, tags 2 and 3 in ``acme/<name>-b``: two repositories, so two
+    shards (shards.py keeps a repository whole), which the CLI mirrors side by side."""
+    hub = sandbox.upstreams[HUB]
+    seed_image(hub, f"acme/{name}", "1", platforms=())
+    for tag in ("2", "3"):
+        seed_image(hub, f"acme/{name}-b", tag, platforms=())
+    path = hub_manifest(folder, f"survive-{name}", name, ["1"], "{batch_size: 1, concurrency: 2}")
+    path.write_text(path.read_text() + f'  - image: acme/{name}-b\n    tags: ["2", "3"]\n')
+    return path
+
+
+def wait_for_row(audit: AuditStore, dag_id: str, tag: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while not any(r.tag == tag for r in audit.records(dag_id=dag_id)):
+        assert time.monotonic() < deadline, f"tag {tag} never got its row"
+        time.sleep(0.1)
+
+
 def store(folder: Path) -> AuditStore:
     return AuditStore(f"sqlite:///{folder / 'audit.db'}")
 
@@ -100,18 +119,20 @@ def test_a_store_locked_for_seconds_gets_every_row_once_the_lock_goes(sandbox, s
 def test_a_write_failure_that_outlasts_the_retries_stops_the_pulls_and_the_next_run_closes_the_run(
     sandbox, sandbox_env, monkeypatch, capsys
 ):
-    path = setup(sandbox, sandbox_env, "stuck")
+    path = setup_two_shards(sandbox, sandbox_env, "stuck")
     audit = store(sandbox_env)
     monkeypatch.setenv("ECR_MIRROR_AUDIT_WRITE_SECONDS", "2")
     get_settings.cache_clear()
     second_tag, taken = threading.Event(), threading.Event()
 
-    def lock_at_tag_2() -> bool:  # batch 2 of 3 is compared: another writer takes the lock first
+    def lock_at_tag_2() -> bool:
+        # the second shard compares tag 2 once the first has its row: another writer takes the lock
+        wait_for_row(audit, "ecr_mirror__survive_stuck", "1")
         second_tag.set()
         taken.wait(10)
         return True
 
-    plan = FaultPlan(match="/acme/stuck/manifests/2", until=lock_at_tag_2)
+    plan = FaultPlan(match="/acme/stuck-b/manifests/2", until=lock_at_tag_2)
     hub = sandbox.upstreams[HUB]
     with (
         fault_proxy(hub, plan) as proxy,
@@ -142,10 +163,10 @@ def test_a_write_failure_that_outlasts_the_retries_stops_the_pulls_and_the_next_
 def test_a_cli_run_killed_mid_run_is_closed_by_the_next_run_and_shown_by_audit_runs(
     sandbox, sandbox_env, monkeypatch, capsys
 ):
-    path = setup(sandbox, sandbox_env, "killed")
+    path = setup_two_shards(sandbox, sandbox_env, "killed")
     audit = store(sandbox_env)
     hub = sandbox.upstreams[HUB]
-    plan = FaultPlan(kinds=("stall",), match="/acme/killed/manifests/2", first=1, stall_seconds=20)
+    plan = FaultPlan(kinds=("stall",), match="/acme/killed-b/manifests/2", first=1, stall_seconds=20)
     with fault_proxy(hub, plan) as proxy:
         env = {
             **os.environ,
@@ -158,9 +179,10 @@ def test_a_cli_run_killed_mid_run_is_closed_by_the_next_run_and_shown_by_audit_r
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + 120
-        while not proxy.faulted and time.monotonic() < deadline:  # tag 1 is done, tag 2 stalls
+        while not proxy.faulted and time.monotonic() < deadline:  # tag 2 stalls
             time.sleep(0.2)
         assert proxy.faulted, "the CLI never reached tag 2"
+        wait_for_row(audit, "ecr_mirror__survive_killed", "1")  # the other shard is done
         os.kill(cli.pid, signal.SIGKILL)
         assert cli.wait(10) == -signal.SIGKILL
     [killed] = {r.run_id for r in audit.records(dag_id="ecr_mirror__survive_killed")}
