@@ -154,6 +154,7 @@ def test_sync_pulls_only_what_a_trusted_signer_signed(sandbox, sandbox_env, sign
     assert rows["signed"]["cached_digest_after"] == digest["signed"]
     for case in ("unsigned", "tampered", "wrong-key", "other-identity"):
         assert rows[case]["cached_digest_after"] is None
+        assert rows[case]["error_kind"] == "permanent"  # no Airflow retry can make it signed
 
 
 def test_manifest_refuses_trust_material_it_cannot_use_naming_the_field(tmp_path, capsys):

@@ -22,6 +22,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from ecr_mirror.failures import error_kind
 from ecr_mirror.manifest import Manifest, VerifySpec
 from ecr_mirror.parallel import fair_map
 from ecr_mirror.plan import PlanItem
@@ -35,7 +36,7 @@ from ecr_mirror.signatures import (
     TrustMaterialError,
     verify_signature,
 )
-from ecr_mirror.states import Action, Status
+from ecr_mirror.states import Action, ErrorKind, Status
 
 #: the prefix of a gate's failed row, so that `ecr-mirror audit` readers can filter on it
 REFUSED = "signature gate"
@@ -125,7 +126,8 @@ class SignatureGate:
                     self.upstreams.client(tag.registry), tag.repository, digest, policy, image=tag.image
                 )
         except Exception as exc:  # the gate fails closed: a signature that cannot be read is no signature
-            return refuse(f"{REFUSED}: reading the signature of {tag.image}@{digest} failed: {exc}")
+            error = f"{REFUSED}: reading the signature of {tag.image}@{digest} failed: {exc}"
+            return refuse(error, error_kind(exc))  # a 503 or a reset: a retry may read it
         if not verdict.verified:
             return refuse(
                 f"{verdict.verdict}: {verdict.detail} ({tag.image}@{digest}); "
@@ -134,8 +136,11 @@ class SignatureGate:
         return f"{REFUSED}: signature verified, {verdict.detail} (signature {verdict.signature})"
 
 
-def _refusal(item: PlanItem) -> Callable[[str], Outcome]:
-    def refuse(error: str) -> Outcome:
-        return Outcome(item, Status.FAILED, item.cached_digest, error, item.platform_digests)
+def _refusal(item: PlanItem) -> Callable[..., Outcome]:
+    """A refused tag's outcome: permanent (a bad or missing signature stays so) unless ``kind`` says
+    otherwise."""
+
+    def refuse(error: str, kind: ErrorKind = ErrorKind.PERMANENT) -> Outcome:
+        return Outcome(item, Status.FAILED, item.cached_digest, error, item.platform_digests, error_kind=kind)
 
     return refuse
