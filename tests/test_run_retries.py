@@ -56,10 +56,10 @@ def test_a_tag_that_fails_for_a_transient_reason_is_retried_by_airflow_and_the_r
     assert dag_run.state == "success"
     assert pull_tries(dag_run) == [("success", 2)]  # failed once, retried by Airflow
     rows = store.records(run_id=dag_run.run_id)
-    assert sorted((r.tag, r.status, r.error_kind) for r in rows) == [
-        ("1", "pulled", None),
-        ("2", "pulled", None),
-        ("3", "pulled", None),
+    assert sorted((r.tag, r.status, r.error_kind, r.attempt) for r in rows) == [
+        ("1", "pulled", None, 1),
+        ("2", "pulled", None, 2),  # the row says which try pulled it
+        ("3", "pulled", None, 1),
     ]
     # the tags pulled on the first try were neither compared nor pulled again
     assert (

@@ -164,6 +164,8 @@ class AuditRecord:
     finished_at: datetime = field(default_factory=utcnow)
     #: a failed row's kind: transient (another try may cure it) or permanent
     error_kind: ErrorKind | None = None
+    #: the Airflow task's try that wrote the row (None: the CLI, or rows record_audit closes)
+    attempt: int | None = None
 
 
 @dataclass

@@ -103,7 +103,7 @@ def _default_args(manifest: Manifest) -> dict[str, Any]:
 def _context(manifest: Manifest) -> tuple[Any, RunInfo, RunOptions]:
     """The running task's context, its run and the run's trigger options."""
     current: Any = get_current_context()
-    run = RunInfo(current["run_id"], manifest.dag_id, manifest.name)
+    run = RunInfo(current["run_id"], manifest.dag_id, manifest.name, attempt=current["ti"].try_number)
     return current, run, RunOptions.from_dict(current["params"])
 
 

@@ -80,6 +80,8 @@ class RunInfo:
     run_id: str
     dag_id: str
     manifest: str
+    #: the try of the Airflow task that works for the run (None: the CLI)
+    attempt: int | None = None
 
 
 def _unresolved_record(run: RunInfo, item: Unresolved) -> AuditRecord:
@@ -97,6 +99,7 @@ def _unresolved_record(run: RunInfo, item: Unresolved) -> AuditRecord:
         error_kind=item.kind,
         started_at=now,
         finished_at=now,
+        attempt=run.attempt,
     )
 
 
@@ -125,6 +128,7 @@ def _record(run: RunInfo, outcome: Outcome) -> AuditRecord:
         started_at=item.planned_at,
         finished_at=now,
         error_kind=_kind(outcome),
+        attempt=run.attempt,
     )
 
 
