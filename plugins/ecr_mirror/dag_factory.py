@@ -278,6 +278,8 @@ def _keep_identity(error: ManifestError, refused: dict[Path, Manifest], namespac
     """A manifest refused for its rules keeps its DAG id and schedule too; no invalid DAG takes
     the id of a DAG already built (two files that give the same name)."""
     if error.identity is None and (manifest := refused.get(error.path)) is not None:
-        error.identity = Identity(manifest.dag_id, manifest.schedule)
+        error.identity = Identity(
+            manifest.dag_id, manifest.schedule, manifest.target.aws_conn_id, tuple(manifest.notify)
+        )
     if error.identity is not None and error.identity.dag_id in namespace:
         error.identity = None

@@ -30,10 +30,10 @@ class Identity:
 
     dag_id: str
     schedule: str | None
+    #: ``target.aws_conn_id`` (the SNS targets' connection)
+    aws_conn_id: str
     #: the ``notify`` entries that are valid on their own, told (``failed``) when a run fails
     notify: tuple[NotifyTarget, ...] = ()
-    #: ``target.aws_conn_id`` when the raw YAML gives one (the SNS targets' connection)
-    aws_conn_id: str = "aws_default"
 
 
 class ManifestError(Exception):

@@ -33,7 +33,7 @@ from ecr_mirror.manifest.limits import (
     read_text,
     too_deep,
 )
-from ecr_mirror.manifest.model import IMAGE_LINES, Manifest
+from ecr_mirror.manifest.model import IMAGE_LINES, Manifest, Target
 from ecr_mirror.manifest.notify import NotifyTarget
 from ecr_mirror.manifest.supply import MANIFEST_DIR
 
@@ -81,11 +81,13 @@ class Document:
             return None
         target = self.data.get("target")
         conn = target.get("aws_conn_id") if isinstance(target, dict) else None
+        if not (isinstance(conn, str) and conn):
+            conn = Target.model_fields["aws_conn_id"].default  # the model's default connection
         return Identity(
             "ecr_mirror__" + name.replace("-", "_"),
             schedule,
+            conn,
             notify=_valid_targets(self.data.get("notify")),
-            aws_conn_id=conn if isinstance(conn, str) and conn else "aws_default",
         )
 
 
